@@ -1,0 +1,26 @@
+# Everything runs inside a local virtual environment that these targets create on first use.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PROFILE ?= demo
+
+.PHONY: report test bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[notebooks,test]'
+	touch $@
+
+report: $(VENV)/.installed
+	$(PY) -m matr report --profile $(PROFILE)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_align.py
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_decode.py
+
+clean-venv:
+	rm -rf $(VENV)
