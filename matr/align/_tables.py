@@ -1,0 +1,143 @@
+"""Shared machinery of the alignment dynamic programmes: checks, padding masks, and the
+anti-diagonal ("table") storage that lets one batched tensor operation fill a whole diagonal.
+
+Table storage. A DP table ``R[i, j]`` (``0 <= i <= M`` target, ``0 <= j <= N`` query, 1-based
+cells, row/column 0 the boundary) is held as ``T[k, j, b] = R_b[k - j, j]`` with shape
+``(M + N + 3, N + 2, B)``: slab ``T[k]`` is the anti-diagonal ``i + j = k``, indexed by the
+query position ``j``, with the batch innermost so that a run of consecutive cells of one
+diagonal, for all pairs, is one contiguous block. Predecessors of the cells ``j0..j1`` of
+diagonal ``k`` are the slices ``T[k-2, j0-1:j1]`` (diagonal), ``T[k-1, j0:j1+1]`` (up,
+``(i-1, j)``) and ``T[k-1, j0-1:j1]`` (left, ``(i, j-1)``). Two spare diagonals and one spare
+column at the end let the backward pass read successors of the last cells without bounds checks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Finite stand-in for infinity. DP tables never hold ``inf``, so ``inf - inf`` cannot occur;
+#: ``exp(-BIG)`` is exactly 0, and ``BIG`` plus any realistic accumulated cost stays finite.
+BIG = 1e30
+
+
+def dp_dtype(x: Tensor) -> torch.dtype:
+    """float64 stays float64; every other dtype (fp16, bf16, fp32) is computed in float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_inputs(where: str, C: Tensor, target_lengths: Tensor, query_lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate ``C (B, M, N)`` and the lengths; return the lengths as long tensors on ``C``'s device."""
+    if C.dim() != 3:
+        raise ValueError(f"matr.align.{where}: cost must have shape (B, M, N), got {tuple(C.shape)}")
+    B, M, N = C.shape
+    out = []
+    for name, lengths, cap in (("target_lengths", target_lengths, M), ("query_lengths", query_lengths, N)):
+        if tuple(lengths.shape) != (B,):
+            raise ValueError(f"matr.align.{where}: {name} must have shape ({B},), got {tuple(lengths.shape)}")
+        lengths = lengths.to(device=C.device, dtype=torch.long)
+        low, high = (int(lengths.min()), int(lengths.max())) if B else (1, cap)
+        if low < 1 or high > cap:
+            raise ValueError(
+                f"matr.align.{where}: {name} must lie in [1, {cap}] (the cost's size), got values in [{low}, {high}]"
+            )
+        out.append(lengths)
+    return out[0], out[1]
+
+
+def valid_cells(target_lengths: Tensor, query_lengths: Tensor, M: int, N: int) -> Tensor:
+    """``(B, M, N)`` bool, True on real cells ``i < m, j < n`` of each pair."""
+    rows = torch.arange(M, device=target_lengths.device) < target_lengths[:, None]
+    cols = torch.arange(N, device=query_lengths.device) < query_lengths[:, None]
+    return rows[:, :, None] & cols[:, None, :]
+
+
+def masked_cost(C: Tensor, target_lengths: Tensor, query_lengths: Tensor) -> Tensor:
+    """``C`` in the DP dtype with padding replaced by 0, differentiably (padding gets a zero
+    gradient); used by the autograd-based DPs. Garbage, even NaN, never enters a DP."""
+    B, M, N = C.shape
+    return torch.where(valid_cells(target_lengths, query_lengths, M, N), C.to(dp_dtype(C)), 0.0)
+
+
+def diagonal_range(k: int, M: int, N: int) -> tuple[int, int]:
+    """Query positions ``[j0, j1]`` (inclusive) of the cells ``(i, j)`` of diagonal ``i + j = k``
+    with ``1 <= i <= M`` and ``1 <= j <= N``."""
+    return max(1, k - M), min(N, k - 1)
+
+
+def cell_rows(M: int, N: int, device: torch.device) -> Tensor:
+    """``(M + N + 3, N + 2)`` long: for each table slot ``(k, j)``, the row ``(i - 1) * N + (j - 1)``
+    (``i = k - j``) of its cell in a cell-major ``(M * N, B)`` array, or ``M * N`` off the cells."""
+    k = torch.arange(M + N + 3, device=device)[:, None]
+    j = torch.arange(N + 2, device=device)[None, :]
+    i = k - j
+    inside = (j >= 1) & (j <= N) & (i >= 1) & (i <= M)
+    return torch.where(inside, (i - 1) * N + (j - 1), M * N)
+
+
+def cost_table(C: Tensor, target_lengths: Tensor, query_lengths: Tensor, scale: float = 1.0) -> Tensor:
+    """``scale * C`` in table storage and in the DP dtype, 0 on padding and off the cells:
+    ``(B, M, N) -> (M + N + 3, N + 2, B)``, ``out[k, j, b] = scale * C[b, k - j - 1, j - 1]``.
+
+    Not differentiable (for the DPs with a hand-written backward pass). Padding is overwritten,
+    so garbage (even NaN) never enters a DP.
+    """
+    B, M, N = C.shape
+    rows = torch.empty(M * N + 1, B, dtype=dp_dtype(C), device=C.device)
+    cells = rows[: M * N].view(M, N, B)
+    cells.copy_(C.detach().permute(1, 2, 0))
+    cells.mul_(scale)
+    cells.masked_fill_(torch.arange(M, device=C.device)[:, None, None] >= target_lengths, 0.0)
+    cells.masked_fill_(torch.arange(N, device=C.device)[None, :, None] >= query_lengths, 0.0)
+    rows[M * N] = 0.0
+    return rows.index_select(0, cell_rows(M, N, C.device).flatten()).view(M + N + 3, N + 2, B)
+
+
+def rows_to_batch_major(rows: Tensor, M: int, N: int, dtype: torch.dtype) -> Tensor:
+    """``(M * N, B)`` cell-major values -> contiguous ``(B, M, N)`` of ``dtype``."""
+    B = rows.shape[1]
+    out = torch.empty(B, M, N, dtype=dtype, device=rows.device)
+    out.copy_(rows.view(M, N, B).permute(2, 0, 1))
+    return out
+
+
+def end_slots(target_lengths: Tensor, query_lengths: Tensor, M: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Table indices ``(k, j, b)``, each ``(B, M)``, of the last-column cells ``R[i, n]`` for
+    ``i = 1..M``, and ``(B, M)`` bool, True where ``i <= m`` (a real end row)."""
+    B = target_lengths.shape[0]
+    device = target_lengths.device
+    rows = torch.arange(1, M + 1, device=device).expand(B, M)
+    n = query_lengths[:, None].expand(B, M)
+    return rows + n, n, torch.arange(B, device=device)[:, None].expand(B, M), rows <= target_lengths[:, None]
+
+
+#: Exponents are clamped here: ``exp(-80) ~ 2e-35`` is invisible next to the maximum term
+#: (``exp(0) = 1``) even in float64, and it keeps CPUs off their very slow path for arguments
+#: whose result is denormal or zero (about 100x slower per element).
+EXP_FLOOR = -80.0
+
+
+def logsumexp_into(*xs: Tensor, out: Tensor) -> Tensor:
+    """Elementwise ``log(sum(exp(x) for x in xs))`` written into ``out``; stable and finite for
+    finite inputs. In-place kernels, no autograd (for the hand-written DPs): several times faster
+    on CPU than chaining ``torch.logaddexp`` or stacking for ``torch.logsumexp``."""
+    m = torch.maximum(xs[0], xs[1])
+    for x in xs[2:]:
+        torch.maximum(m, x, out=m)
+    s = torch.sub(xs[0], m).clamp_(min=EXP_FLOOR).exp_()
+    for x in xs[1:]:
+        s += torch.sub(x, m).clamp_(min=EXP_FLOOR).exp_()
+    return torch.add(s.log_(), m, out=out)
+
+
+def logsumexp(*xs: Tensor) -> Tensor:
+    """Autograd-safe counterpart of :func:`logsumexp_into` (the shift ``max(xs)`` is detached;
+    the gradient does not depend on it)."""
+    m = xs[0]
+    for x in xs[1:]:
+        m = torch.maximum(m, x)
+    m = m.detach()
+    s = torch.exp((xs[0] - m).clamp(min=EXP_FLOOR))
+    for x in xs[1:]:
+        s = s + torch.exp((x - m).clamp(min=EXP_FLOOR))
+    return m + torch.log(s)

@@ -1,0 +1,173 @@
+"""Self-supervised pre-training pairs (paper section 3.3).
+
+From an unlabelled video, a random clip is the query and the whole video is the target; the
+model learns to localise the clip. Each clip also yields one augmented copy of its query
+(reversed frames, Gaussian noise, slowed down or sped up), "doubling the number of pre-training
+samples". The target and the ground truth of the copy are those of the clip.
+
+Choices where the paper is silent (fields of :class:`PretrainConfig`):
+
+* Clips are whole frames: ``L`` frames from frame ``s``, ground truth ``[s c, (s + L) c]``, so its
+  foreground frames are exactly the query's frames. ``L`` is uniform in
+  ``[ceil(min_clip_seconds / c), floor(max_clip_fraction * M)]`` (both clamped to ``[1, M]``, the
+  upper bound raised to the lower one for short videos, so a video shorter than
+  ``min_clip_seconds`` is its own query), ``s`` uniform over the valid starts.
+* The target is all ``M`` feature frames; its duration is taken as ``M c`` (so only the feature
+  source is needed, no metadata).
+* Augmentations act on CLIP features, which is equivalent to augmenting the frames for the
+  temporal ones: ``reverse`` flips the frame order; ``slow`` / ``fast`` resample the clip at
+  speed ``slow_factor`` / ``fast_factor`` (``floor(L / factor + 0.5)`` frames, nearest frame at each
+  new frame's time, :func:`matr.data.dataset.resample_frames`: 0.5x repeats every frame, 2x
+  keeps every other one). ``noise`` adds ``N(0, (noise_sigma * std)^2)`` to every value, ``std``
+  the standard deviation of all values of the clip: feature-level noise, not pixel noise.
+* One augmentation per clip, uniform over ``augmentations``.
+* Randomness: sample ``k`` is copy ``k % 2`` (0 original, 1 augmented) of video ``k // 2`` (with
+  ``augment=False``: video ``k``, no copies); the clip and augmentation come from
+  ``numpy.random.default_rng([seed, epoch, video index])``, the noise from
+  ``default_rng([seed, epoch, video index, 1])`` and an optional target crop (``max_target_frames``,
+  as in ``PairDataset``) from ``default_rng([seed, epoch, video index, 2])``. Clips are the same
+  with augmentation on or off.
+* Items are those of :class:`matr.data.dataset.PairDataset`, so ``collate_pairs`` batches them;
+  ``pair_id`` is ``pretrain/{video}`` or ``pretrain/{video}+{augmentation}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from matr.data.dataset import FeatureSource, Item, check_frame_limits, crop_target, make_item, resample_frames
+
+AUGMENTATIONS: tuple[str, ...] = ("reverse", "noise", "slow", "fast")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of the pre-training pairs; the paper gives none of these values."""
+
+    min_clip_seconds: float = 4.0  # shortest query clip (two 2-s frames)
+    max_clip_fraction: float = 0.5  # longest query clip, as a fraction of the video
+    augment: bool = True  # Table 3: pre-training with / without augmentation
+    augmentations: tuple[str, ...] = AUGMENTATIONS
+    noise_sigma: float = 0.5  # noise std relative to the clip's feature std
+    slow_factor: float = 0.5  # playback speed of "slow" (0.5 = half speed, twice the frames)
+    fast_factor: float = 2.0  # playback speed of "fast" (2 = double speed, half the frames)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.min_clip_seconds > 0:
+            raise ValueError(f"PretrainConfig.min_clip_seconds must be > 0, got {self.min_clip_seconds}")
+        if not 0 < self.max_clip_fraction <= 1:
+            raise ValueError(f"PretrainConfig.max_clip_fraction must be in (0, 1], got {self.max_clip_fraction}")
+        unknown = [name for name in self.augmentations if name not in AUGMENTATIONS]
+        if unknown or not self.augmentations:
+            raise ValueError(f"PretrainConfig.augmentations must be a non-empty subset of {AUGMENTATIONS}, "
+                             f"got {self.augmentations}")
+        if not self.noise_sigma >= 0:
+            raise ValueError(f"PretrainConfig.noise_sigma must be >= 0, got {self.noise_sigma}")
+        if not 0 < self.slow_factor < 1:
+            raise ValueError(f"PretrainConfig.slow_factor must be in (0, 1), got {self.slow_factor}")
+        if not self.fast_factor > 1:
+            raise ValueError(f"PretrainConfig.fast_factor must be > 1, got {self.fast_factor}")
+
+
+@dataclass(frozen=True)
+class PretrainSample:
+    """The recipe of one pre-training sample: query = frames ``[first, stop)`` of ``video_id``."""
+
+    video_id: str
+    first: int
+    stop: int
+    augmentation: str | None  # None for the original copy
+
+
+def sample_clip(num_frames: int, clip_length: float, config: PretrainConfig,
+                rng: np.random.Generator) -> tuple[int, int]:
+    """Frames ``[first, stop)`` of a random query clip of a video of ``num_frames`` frames."""
+    if num_frames < 1:
+        raise ValueError("cannot sample a clip from a video with no frames")
+    shortest = min(max(1, math.ceil(config.min_clip_seconds / clip_length - 1e-9)), num_frames)
+    longest = max(shortest, min(int(config.max_clip_fraction * num_frames), num_frames))
+    length = int(rng.integers(shortest, longest + 1))
+    first = int(rng.integers(0, num_frames - length + 1))
+    return first, first + length
+
+
+def augment(query: np.ndarray, name: str, config: PretrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """The augmented copy ``(N', d)`` of a query clip ``(N, d)`` (module docstring)."""
+    if name == "reverse":
+        return query[::-1].copy()
+    if name == "noise":
+        scale = config.noise_sigma * float(query.std())
+        return (query + rng.normal(0.0, scale, size=query.shape)).astype(query.dtype)
+    if name in ("slow", "fast"):
+        factor = config.slow_factor if name == "slow" else config.fast_factor
+        return resample_frames(query, max(1, int(len(query) / factor + 0.5)))
+    raise ValueError(f"unknown augmentation {name!r}; expected one of {AUGMENTATIONS}")
+
+
+class PretrainingDataset(Dataset):
+    """Pre-training items over ``video_ids`` whose features ``source`` holds (module docstring)."""
+
+    def __init__(self, video_ids: Sequence[str], source: FeatureSource, config: PretrainConfig | None = None, *,
+                 max_query_frames: int | None = None, max_target_frames: int | None = None) -> None:
+        if len(set(video_ids)) != len(video_ids):
+            raise ValueError("video_ids must be unique (pair ids are built from them)")
+        check_frame_limits(max_query_frames, max_target_frames)
+        self.video_ids = list(video_ids)
+        self.source = source
+        self.config = config or PretrainConfig()
+        self.max_query_frames = max_query_frames
+        self.max_target_frames = max_target_frames
+        self.epoch = 0
+
+    @property
+    def copies(self) -> int:
+        return 2 if self.config.augment else 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose clips, augmentations and crops are drawn."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.video_ids) * self.copies
+
+    def sample(self, index: int) -> PretrainSample:
+        """The clip and augmentation of sample ``index`` in the current epoch."""
+        return self._sample(index, len(self._features(index)))
+
+    def _features(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} out of range for {len(self)} samples")
+        return self.source.load(self.video_ids[index // self.copies])
+
+    def _sample(self, index: int, num_frames: int) -> PretrainSample:
+        video, copy = divmod(index, self.copies)
+        rng = np.random.default_rng([self.config.seed, self.epoch, video])
+        first, stop = sample_clip(num_frames, float(self.source.clip_length), self.config, rng)
+        choice = self.config.augmentations[int(rng.integers(len(self.config.augmentations)))]
+        return PretrainSample(self.video_ids[video], first, stop, choice if copy == 1 else None)
+
+    def __getitem__(self, index: int) -> Item:
+        features = self._features(index)
+        sample = self._sample(index, len(features))
+        video = index // self.copies
+        c = float(self.source.clip_length)
+        query = np.asarray(features[sample.first:sample.stop], dtype=np.float32)
+        pair_id = f"pretrain/{sample.video_id}"
+        if sample.augmentation is not None:
+            noise_rng = np.random.default_rng([self.config.seed, self.epoch, video, 1])
+            query = augment(query, sample.augmentation, self.config, noise_rng)
+            pair_id += f"+{sample.augmentation}"
+        if self.max_query_frames is not None and len(query) > self.max_query_frames:
+            query = resample_frames(query, self.max_query_frames)
+        num_frames = len(features)
+        window = (sample.first * c, sample.stop * c)
+        crop_rng = np.random.default_rng([self.config.seed, self.epoch, video, 2])
+        first, stop, window, duration = crop_target(num_frames, window, num_frames * c, c,
+                                                    self.max_target_frames, crop_rng)
+        return make_item(pair_id, query, features[first:stop], window, duration, first * c, c)

@@ -1,0 +1,467 @@
+"""Sparse video decoding: one frame every ``clip_length`` seconds (paper: 2 s), by timestamp.
+
+Conventions (shared with :mod:`matr.span_ops`):
+
+* Window ``i`` covers ``[i * c, (i + 1) * c)`` seconds, ``c = clip_length``; its frame is the one
+  *shown* at the window centre ``t_i = (i + 0.5) * c``: the last frame whose presentation time is
+  ``<= t_i`` (the first frame when ``t_i`` precedes every frame). Sampling goes by presentation
+  time, never by frame index, so variable frame rate needs no special case.
+* A video of duration ``D`` has ``M = num_windows(D, c)`` windows: every window that starts more
+  than 1 ms before ``D`` (the millisecond absorbs container rounding), and at least one. A final
+  *partial* window thus gets a frame whenever it has content; it is sampled at the middle of its
+  content, ``(i * c + D) / 2``, because its centre may lie past the end of the video.
+* Time 0 is the container's start time, so timestamps match what a player shows and what
+  annotations are written against. A clip ``[start, end]`` is sampled exactly like a video that
+  begins at ``start``, and its timestamps are relative to ``start``.
+* ``D`` is the container's duration; when the container stores none, the video stream's; when
+  neither is stored, the end of the last video packet (its pts plus its duration), found by
+  demuxing the file once without decoding it.
+* Frames are upright: a display-matrix rotation (phone videos) is applied to every frame. Pixel
+  aspect ratio is not corrected.
+* Errors: a missing, empty, corrupt or truncated file, or one without video frames, raises
+  :class:`VideoDecodeError` naming the file. A packet the decoder rejects mid-stream is skipped
+  (as FFmpeg's command line does) and logged. Truncation is detected when a sample time falls
+  inside the duration that the video stream claims but after the last decodable frame (plus
+  ``TRUNCATION_TOLERANCE_S``); a stream that claims no duration cannot be checked, and its last
+  frame then stands for any window after it.
+
+Seek rule (``seek=True``): decoding goes forward frame by frame, except when the keyframe at or
+before the next sample time lies beyond the last packet already read; the reader then seeks to
+that keyframe, which skips only packets that no later sample needs. Where the seek index does not
+reach the sample (MPEG-TS, raw streams, Matroska before its cues are read), the reader seeks when
+the sample lies more than ``MIN_SEEK_GAP_S`` seconds past the last decoded frame; a file that
+refuses to seek is decoded forward. ``seek=False`` decodes every frame: the baseline, and an escape hatch for
+files whose seeking is broken. How much seeking saves depends on the keyframe interval: a sample
+needs every frame from its keyframe on, so with keyframes every ``g <= c`` seconds about ``g / 2``
+seconds of video are decoded per ``c``-second window, and with ``g > c`` nearly everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MIN_SEEK_GAP_S = 5.0
+"""Without a seek index, seek only when the next sample lies this many seconds ahead."""
+TRUNCATION_TOLERANCE_S = 0.5
+"""A sample this far past the last decodable frame, inside the stream's duration, means truncation."""
+
+_CONTENT_EPS_S = 1e-3
+_AV_TIME_BASE = Fraction(1, av.time_base)
+
+Size = int | tuple[int, int] | None
+"""Output size: ``None`` keeps the display size, an ``int`` sets the shorter side (aspect kept),
+``(height, width)`` is exact."""
+
+
+class VideoDecodeError(ValueError):
+    """A video file is missing, empty, corrupt, truncated or holds no video frames."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot decode video {self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's headers say (``probe_video``): nothing is decoded.
+
+    ``duration`` is in seconds, ``duration_source`` one of ``"container"``, ``"stream"``,
+    ``"packets"``; ``stream_end`` is the end (seconds) the video stream claims, or ``None``.
+    ``width``/``height`` are the coded size, before any rotation.
+    """
+
+    path: str
+    duration: float
+    duration_source: str
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    stream_end: float | None
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    """Frames sampled from a video, or from a clip ``[start, start + duration]`` of it.
+
+    ``frames`` is ``(M, H, W, 3)`` uint8 RGB, upright; ``timestamps`` ``(M,)`` float64 are the
+    presentation times (seconds) of those frames relative to ``start`` (negative for a frame shown
+    since before ``start``); ``duration`` is the length of what was sampled, after clamping the
+    clip's end to the video; ``video_duration`` that of the whole file.
+    """
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    duration: float
+    video_duration: float
+    clip_length: float
+    start: float
+    path: str
+
+    @property
+    def num_frames(self) -> int:
+        """``M``, the number of windows (one frame each)."""
+        return int(self.frames.shape[0])
+
+
+def num_windows(duration: float, clip_length: float) -> int:
+    """Number ``M >= 1`` of ``clip_length``-second windows of a ``duration``-second video."""
+    if not clip_length > 0:
+        raise ValueError(f"clip_length must be positive, got {clip_length}")
+    return max(1, math.ceil((duration - _CONTENT_EPS_S) / clip_length))
+
+
+def sample_times(duration: float, clip_length: float) -> np.ndarray:
+    """Time (seconds) at which each window's frame is taken, the middle of its content: ``(M,)``.
+
+    That is the window centre ``(i + 0.5) * c``, except for a final partial window.
+    """
+    starts = np.arange(num_windows(duration, clip_length), dtype=np.float64) * clip_length
+    ends = np.minimum(starts + clip_length, max(duration, 0.0))
+    return (starts + np.maximum(ends, starts)) / 2
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's duration, size and frame rate from its headers; raise :class:`VideoDecodeError`."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        time_base = _time_base(stream)
+        origin = _origin(container, stream)
+        stream_end = None
+        if stream.duration is not None and stream.duration > 0:
+            stream_end = float(((stream.start_time or 0) + stream.duration) * time_base) - origin
+        container_duration = None
+        if container.duration is not None and container.duration > 0:
+            container_duration = float(container.duration * _AV_TIME_BASE)
+        duration, source = resolve_duration(
+            container_duration, stream_end, lambda: _packet_end(container, stream, str(path)) - origin
+        )
+        rate = stream.average_rate or stream.guessed_rate
+        return VideoInfo(
+            path=str(path),
+            duration=duration,
+            duration_source=source,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(rate) if rate else None,
+            codec=stream.codec_context.name,
+            stream_end=stream_end,
+        )
+
+
+def resolve_duration(
+    container_duration: float | None, stream_duration: float | None, packet_end: Callable[[], float]
+) -> tuple[float, str]:
+    """Pick a video's duration: the container's, else the video stream's, else ``packet_end()``.
+
+    Returns ``(seconds, source)``; ``packet_end`` is only called when it is needed (it reads the
+    whole file).
+    """
+    if container_duration is not None:
+        return container_duration, "container"
+    if stream_duration is not None:
+        return stream_duration, "stream"
+    return packet_end(), "packets"
+
+
+def clip_bounds(info: VideoInfo, start: float = 0.0, end: float | None = None) -> tuple[float, float]:
+    """``(start, duration)`` in seconds of the clip ``[start, end]`` of a video, ``end`` clamped to it."""
+    if start == 0 and end is None:
+        return 0.0, max(info.duration, 0.0)
+    clamped_end = info.duration if end is None else min(float(end), info.duration)
+    if start < 0 or not clamped_end > start:
+        raise ValueError(
+            f"clip [{start}, {end}] of {info.path} is empty or outside the video (duration {info.duration:.3f} s)"
+        )
+    return float(start), clamped_end - float(start)
+
+
+def iter_frames(
+    video: VideoInfo | str | os.PathLike,
+    clip_length: float = 2.0,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+    size: Size = None,
+    seek: bool = True,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(timestamp, frame)`` for each window of the clip ``[start, end]`` (whole video by default).
+
+    ``frame`` is ``(H, W, 3)`` uint8 RGB, upright, resized to ``size``; every frame has the size of
+    the first. ``timestamp`` is its presentation time in seconds relative to ``start``. Frames are
+    produced one at a time, so memory stays bounded on long videos.
+    """
+    info = video if isinstance(video, VideoInfo) else probe_video(video)
+    clip_start, clip_duration = clip_bounds(info, start, end)
+    times = sample_times(clip_duration, clip_length)
+    with _open(info.path) as container:
+        stream = container.streams.video[0]
+        origin = _origin(container, stream)
+        cursor = _FrameCursor(container, stream, seek=seek)
+        shape: tuple[int, int] | None = None
+        for t in times:
+            target = origin + clip_start + float(t)
+            try:
+                found = cursor.frame_at(target)
+            except av.FFmpegError as error:
+                raise VideoDecodeError(info.path, f"decoding failed near {target - origin:.2f} s ({error})") from error
+            if found is None:
+                raise VideoDecodeError(info.path, "no video frame could be decoded")
+            if cursor.exhausted:
+                _check_not_truncated(info, cursor.decoded_end - origin, target - origin)
+            frame_time, frame = found
+            shape = shape or _output_shape(frame, size)
+            yield frame_time - origin - clip_start, _to_rgb(frame, shape)
+        if cursor.rejected_packets:
+            logger.warning("%s: skipped %d packets the decoder rejected", info.path, cursor.rejected_packets)
+
+
+def sample_frames(
+    path: str | os.PathLike,
+    clip_length: float = 2.0,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+    size: Size = None,
+    seek: bool = True,
+) -> SampledVideo:
+    """Decode one frame per ``clip_length`` window of a video (or of its clip ``[start, end]``).
+
+    See the module docstring for which frame each window gets. Returns all frames at once; use
+    :func:`iter_frames` to bound memory on long videos.
+    """
+    info = probe_video(path)
+    clip_start, clip_duration = clip_bounds(info, start, end)
+    pairs = list(iter_frames(info, clip_length, start=start, end=end, size=size, seek=seek))
+    return SampledVideo(
+        frames=np.stack([frame for _, frame in pairs]),
+        timestamps=np.array([t for t, _ in pairs], dtype=np.float64),
+        duration=clip_duration,
+        video_duration=info.duration,
+        clip_length=float(clip_length),
+        start=clip_start,
+        path=str(path),
+    )
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply a display-matrix ``rotation`` (degrees counter-clockwise, as FFmpeg reports it) to ``(H, W, C)``.
+
+    Rotations are rounded to a multiple of 90 degrees.
+    """
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
+class _FrameCursor:
+    """Walks one stream's decoded frames in presentation order, seeking forward when that skips work."""
+
+    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, seek: bool):
+        self._container = container
+        self._stream = stream
+        self._seek = seek
+        self._time_base = _time_base(stream)
+        self._first_time = float((stream.start_time or 0) * self._time_base)
+        rate = stream.average_rate or stream.guessed_rate
+        self._frame_interval = float(1 / rate) if rate else 0.0
+        self.rejected_packets = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._packets = self._container.demux(self._stream)
+        self._decoded: deque[av.VideoFrame] = deque()
+        self._shown: tuple[float, av.VideoFrame] | None = None
+        self._ahead: tuple[float, av.VideoFrame] | None = None
+        self._read_position: int | None = None
+        self._last_end: float | None = None
+        self.exhausted = False
+        self.decoded_end = -math.inf
+
+    def frame_at(self, t: float) -> tuple[float, av.VideoFrame] | None:
+        """``(time, frame)`` of the frame shown at ``t`` seconds (stream clock); ``None`` if the stream has none."""
+        if self._seek and self._should_seek(t):
+            self._seek_before(t)
+        while True:
+            if self._ahead is not None:
+                if self._ahead[0] > t:
+                    return self._shown or self._ahead
+                self._shown, self._ahead = self._ahead, None
+            self._ahead = self._next_frame()
+            if self._ahead is None:
+                return self._shown
+
+    def _should_seek(self, t: float) -> bool:
+        """The seek rule of the module docstring.
+
+        The index is trusted when it reaches within ``MIN_SEEK_GAP_S`` of ``t`` (Matroska's grows
+        as cues are read); positions compare the index's timestamps with the largest packet
+        timestamp read so far.
+        """
+        if self._ahead is not None and self._ahead[0] > t:
+            return False
+        target = self._pts(t)
+        index = self._stream.index_entries
+        if len(index) > 1 and index[len(index) - 1].timestamp >= self._pts(t - MIN_SEEK_GAP_S):
+            entry = index.search_timestamp(target, backward=True)
+            position = self._read_position if self._read_position is not None else index[0].timestamp
+            return entry >= 0 and index[entry].timestamp > position
+        position = self._last_end if self._last_end is not None else self._first_time
+        return t - position > MIN_SEEK_GAP_S
+
+    def _seek_before(self, t: float) -> None:
+        """Seek to a keyframe whose first frame is shown at or before ``t``.
+
+        Indexes are often keyed by decoding time, so a seek can land on a keyframe shown after
+        ``t``; then seek again from further back, doubling the step, down to the start of the
+        stream. A file that refuses to seek is decoded forward instead.
+        """
+        step = 0.0
+        while True:
+            seek_time = max(t - step, self._first_time)
+            try:
+                self._container.seek(self._pts(seek_time), stream=self._stream, backward=True)
+            except av.FFmpegError as error:
+                logger.debug("seeking failed (%s); decoding forward", error)
+                self._seek = False
+                return
+            self._reset()
+            self._ahead = self._next_frame()
+            if (self._ahead is not None and self._ahead[0] <= t) or seek_time <= self._first_time:
+                return
+            step = max(2 * step, 1.0)
+
+    def _next_frame(self) -> tuple[float, av.VideoFrame] | None:
+        while not self._decoded:
+            if self.exhausted:
+                return None
+            packet = next(self._packets, None)
+            if packet is None:
+                self.exhausted = True
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is not None:
+                self._read_position = stamp if self._read_position is None else max(self._read_position, stamp)
+            try:
+                self._decoded.extend(packet.decode())
+            except av.InvalidDataError:
+                self.rejected_packets += 1
+        frame = self._decoded.popleft()
+        if frame.pts is not None:
+            time = float(frame.pts * self._time_base)
+        else:
+            time = self._last_end if self._last_end is not None else self._first_time
+        duration = float(frame.duration * self._time_base) if frame.duration else self._frame_interval
+        self._last_end = time + duration
+        self.decoded_end = max(self.decoded_end, self._last_end)
+        return time, frame
+
+    def _pts(self, seconds: float) -> int:
+        return math.floor(seconds / self._time_base)
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open a file holding a video stream, or raise :class:`VideoDecodeError`."""
+    file = Path(path)
+    if not file.is_file():
+        raise VideoDecodeError(path, "no such file")
+    if file.stat().st_size == 0:
+        raise VideoDecodeError(path, "the file is empty (0 bytes)")
+    try:
+        container = av.open(str(file))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise VideoDecodeError(path, f"not a readable video container ({error})") from error
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(path, "the file has no video stream")
+    container.streams.video[0].thread_type = "AUTO"
+    return container
+
+
+def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
+    return stream.time_base or Fraction(1, 90000)
+
+
+def _origin(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    """Time (seconds, stream clock) that counts as 0: the container's start, else the stream's."""
+    if container.start_time is not None:
+        return float(container.start_time * _AV_TIME_BASE)
+    return float((stream.start_time or 0) * _time_base(stream))
+
+
+def _packet_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: str) -> float:
+    """End time (seconds, stream clock) of the last video packet, demuxing the file without decoding it.
+
+    Packets without timestamps (raw elementary streams) add up their durations instead.
+    """
+    time_base = _time_base(stream)
+    end, total, count = None, 0, 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            count += 1
+            total += packet.duration or 0
+            if packet.pts is not None:
+                packet_end = packet.pts + (packet.duration or 0)
+                end = packet_end if end is None else max(end, packet_end)
+    except av.FFmpegError as error:
+        raise VideoDecodeError(path, f"reading packets failed ({error})") from error
+    if count == 0:
+        raise VideoDecodeError(path, "the video stream holds no packets")
+    return float((end if end is not None else (stream.start_time or 0) + total) * time_base)
+
+
+def _check_not_truncated(info: VideoInfo, decoded_end: float, sample_time: float) -> None:
+    """Raise when a sample inside the stream's claimed duration lies past the last decodable frame."""
+    if info.stream_end is None:
+        return
+    if decoded_end + TRUNCATION_TOLERANCE_S < min(sample_time, info.stream_end):
+        raise VideoDecodeError(
+            info.path,
+            f"frames end at {decoded_end:.2f} s but the video stream claims {info.stream_end:.2f} s: "
+            "the file looks truncated",
+        )
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    return round(frame.rotation / 90) % 4 * 90
+
+
+def _output_shape(frame: av.VideoFrame, size: Size) -> tuple[int, int]:
+    """``(height, width)`` of the upright output frame for a requested ``size``."""
+    height, width = (frame.width, frame.height) if _rotation(frame) % 180 else (frame.height, frame.width)
+    if size is None:
+        return height, width
+    if isinstance(size, int):
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        scale = size / min(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+    out_height, out_width = size
+    if out_height <= 0 or out_width <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    return int(out_height), int(out_width)
+
+
+def _to_rgb(frame: av.VideoFrame, shape: tuple[int, int]) -> np.ndarray:
+    """Upright ``(H, W, 3)`` uint8 RGB image of ``frame``, resized (bicubic) to ``shape``."""
+    rotation = _rotation(frame)
+    height, width = (shape[1], shape[0]) if rotation % 180 else shape
+    if (height, width) == (frame.height, frame.width):
+        image = frame.to_ndarray(format="rgb24")
+    else:
+        image = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BICUBIC")
+    return upright(image, rotation)

@@ -1,0 +1,172 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from matr.data.dataset import InMemoryFeatures, PairDataset, collate_pairs, frame_range, resample_frames
+from matr.data.records import PairRecord
+from matr.span_ops import frame_targets
+
+C = 2.0
+
+
+def _ramp(frames: int, offset: float = 0.0, dim: int = 3) -> np.ndarray:
+    """Features whose every value in row ``i`` is ``offset + i``, so slices are easy to read."""
+    return np.repeat(offset + np.arange(frames, dtype=np.float16)[:, None], dim, axis=1)
+
+
+def _source(**videos):
+    return InMemoryFeatures({name: _ramp(n) for name, n in videos.items()}, clip_length=C)
+
+
+def _record(pair_id="p", windows=((10.0, 20.0),), duration=100.0, **changes):
+    fields = dict(pair_id=pair_id, query_video="q", target_video="t", duration=duration, windows=windows,
+                  action_class=1, split="val")
+    return PairRecord(**(fields | changes))
+
+
+def _rows(tensor):
+    return tensor[:, 0].tolist()
+
+
+def test_query_clip_takes_the_frames_whose_centres_fall_inside():
+    # Centres 1, 3, 5, 7, 9, ...: [3, 9] holds those of frames 1..4.
+    item = PairDataset([_record(query_window=(3.0, 9.0))], _source(q=10, t=50))[0]
+    assert _rows(item["query"]) == [1, 2, 3, 4]
+
+
+def test_a_window_without_a_centre_takes_the_frame_of_its_midpoint():
+    assert frame_range((4.2, 4.8), 10, C) == (2, 3)
+
+
+def test_whole_videos_are_used_when_no_clip_is_given():
+    item = PairDataset([_record()], _source(q=7, t=50))[0]
+    assert _rows(item["query"]) == list(range(7)) and _rows(item["target"]) == list(range(50))
+    assert item["duration"] == 100.0 and item["target_start"] == 0.0
+    assert item["window"].tolist() == [10.0, 20.0]
+
+
+def test_target_clip_snaps_to_the_frame_grid_and_shifts_the_window():
+    # target_window [5, 21]: centres 5..21 are frames 2..10, whose first starts at 4 s. The window
+    # [2, 6] after 5 s is [7, 11] in the video, [3, 7] after 4 s.
+    record = _record(target_window=(5.0, 21.0), duration=16.0, windows=((2.0, 6.0),))
+    item = PairDataset([record], _source(q=5, t=20))[0]
+    assert _rows(item["target"]) == list(range(2, 11))
+    assert item["target_start"] == 4.0 and item["duration"] == 17.0
+    assert item["window"].tolist() == [3.0, 7.0]
+
+
+def test_collate_pads_and_builds_the_contract_batch():
+    records = [_record("a", windows=((10.0, 20.0),)), _record("b", target_video="u", query_window=(0.0, 4.0),
+                                                                windows=((0.0, 3.0),), duration=9.0)]
+    batch = collate_pairs([PairDataset(records, _source(q=6, t=50, u=5))[i] for i in range(2)])
+    assert batch["target"].shape == (2, 50, 3) and batch["query"].shape == (2, 6, 3)
+    assert batch["target"].dtype == torch.float32 and batch["target_mask"].dtype == torch.bool
+    assert batch["target_lengths"].tolist() == [50, 5] and batch["query_lengths"].tolist() == [6, 2]
+    assert batch["target_mask"][1].tolist() == [True] * 5 + [False] * 45
+    assert batch["query_mask"][1].tolist() == [True] * 2 + [False] * 4
+    assert not batch["target"][1, 5:].any() and not batch["query"][1, 2:].any()
+    fg, offsets = frame_targets((0.0, 3.0), 5, C)
+    assert torch.equal(batch["foreground"][1, :5], fg) and torch.equal(batch["offsets"][1, :5], offsets)
+    assert not batch["foreground"][1, 5:].any() and not batch["offsets"][1, 5:].any()
+    assert batch["foreground"][0].nonzero().flatten().tolist() == [5, 6, 7, 8, 9]
+    assert batch["window"].tolist() == [[10.0, 20.0], [0.0, 3.0]]
+    assert batch["duration"].tolist() == [100.0, 9.0] and batch["pair_id"] == ["a", "b"]
+    assert batch["clip_length"] == C and batch["target_lengths"].dtype == torch.long
+
+
+def test_pair_without_ground_truth_has_no_foreground():
+    batch = collate_pairs([PairDataset([_record(windows=())], _source(q=3, t=8))[0]])
+    assert all(math.isnan(v) for v in batch["window"][0].tolist())
+    assert not batch["foreground"].any() and not batch["offsets"].any()
+
+
+def test_long_query_is_resampled_over_its_whole_length():
+    item = PairDataset([_record()], _source(q=10, t=50), max_query_frames=4)[0]
+    assert _rows(item["query"]) == [1, 3, 6, 8]
+
+
+def test_resampling_repeats_frames_when_stretching():
+    assert _rows(torch.from_numpy(resample_frames(_ramp(3), 6))) == [0, 0, 1, 1, 2, 2]
+
+
+def test_crop_keeps_the_ground_truth_and_is_fixed_in_evaluation():
+    # Window [40, 50] holds the centres of frames 20..24.
+    dataset = PairDataset([_record(windows=((40.0, 50.0),))], _source(q=3, t=100), max_target_frames=10)
+    item = dataset[0]
+    start = int(item["target"][0, 0])
+    assert len(item["target"]) == 10 and 15 <= start <= 20
+    assert item["target_start"] == start * C and item["duration"] == 10 * C
+    assert item["window"].tolist() == [40.0 - start * C, 50.0 - start * C]
+    assert collate_pairs([item])["foreground"].sum() == 5
+    dataset.set_epoch(5)
+    assert torch.equal(dataset[0]["target"], item["target"])
+
+
+def test_training_crops_move_between_epochs_and_repeat_for_the_same_epoch():
+    dataset = PairDataset([_record(windows=((40.0, 50.0),))], _source(q=3, t=100), max_target_frames=10, train=True)
+    starts = []
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
+        starts.append(dataset[0]["target_start"])
+        assert dataset[0]["target_start"] == starts[-1]
+    assert len(set(starts)) > 1 and all(30.0 <= s <= 40.0 for s in starts)
+
+
+def test_crop_of_a_ground_truth_longer_than_the_limit_lies_inside_it():
+    dataset = PairDataset([_record(windows=((10.0, 90.0),))], _source(q=3, t=100), max_target_frames=8)
+    batch = collate_pairs([dataset[0]])
+    assert batch["foreground"].sum() == 8 and batch["window"][0].tolist() == [0.0, 16.0]
+
+
+class _RecordingArray:
+    """Stands for a memory map: records the slices taken and refuses to be read whole."""
+
+    def __init__(self, frames: int) -> None:
+        self.data, self.slices = _ramp(frames), []
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        self.slices.append((key.start, key.stop))
+        return self.data[key]
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole array was read")
+
+
+def test_only_the_rows_of_the_clips_are_read():
+    query, target = _RecordingArray(40), _RecordingArray(1000)
+    source = InMemoryFeatures({"q": query, "t": target}, clip_length=C)
+    record = _record(query_window=(3.0, 9.0), target_window=(5.0, 21.0), duration=16.0, windows=((2.0, 6.0),))
+    PairDataset([record], source)[0]
+    assert query.slices == [(1, 5)] and target.slices == [(2, 11)]
+
+
+def test_memory_mapped_features_load_as_float32(tmp_path):
+    np.save(tmp_path / "t.npy", _ramp(20, dim=512))
+    source = InMemoryFeatures({"t": np.load(tmp_path / "t.npy", mmap_mode="r"), "q": _ramp(4, dim=512)}, C)
+    item = PairDataset([_record(duration=40.0)], source)[0]
+    assert item["target"].dtype == torch.float32 and item["target"].shape == (20, 512)
+
+
+def test_records_with_several_windows_are_refused():
+    with pytest.raises(ValueError, match="pair 'p' has 2 ground-truth windows"):
+        PairDataset([_record(windows=((1.0, 2.0), (5.0, 6.0)))], _source(q=3, t=8))
+
+
+def test_collate_refuses_mixed_clip_lengths():
+    items = [PairDataset([_record()], InMemoryFeatures({"q": _ramp(3), "t": _ramp(50)}, c))[0] for c in (1.0, 2.0)]
+    with pytest.raises(ValueError, match="mix clip lengths"):
+        collate_pairs(items)
+
+
+def test_data_loader_batches_with_collate_pairs():
+    records = [_record(f"p{i}", windows=((2.0 * i, 2.0 * i + 4),)) for i in range(5)]
+    loader = DataLoader(PairDataset(records, _source(q=4, t=30)), batch_size=2, collate_fn=collate_pairs)
+    batches = list(loader)
+    assert [len(b["pair_id"]) for b in batches] == [2, 2, 1]
+    assert batches[2]["pair_id"] == ["p4"]
