@@ -18,6 +18,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(PY) benchmarks/bench_align.py
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_decode.py

@@ -211,8 +211,20 @@ def bench_size(B: int, M: int, N: int, d: int, args: argparse.Namespace) -> list
 # ---------------------------------------------------------------------------------------------
 
 
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` where there is one, else the architecture."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def machine_info(threads: int) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    info = {"platform": platform.platform(), "processor": cpu_model(),
             "python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "torch_threads": threads, "load_average_start": os.getloadavg()}
     try:
@@ -252,7 +264,7 @@ def verdict(rows: list[Row]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats, 1 naive pair, no drop_dtw/tcc rows")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per method (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1: shared CPU)")
     parser.add_argument("--naive-pairs", type=int, default=2, help="pairs timed for the per-pair naive loop")
     parser.add_argument("--naive-repeats", type=int, default=1, help="timed runs for the naive loops")

@@ -347,12 +347,12 @@ def test_percentile_drop_cost_is_the_quantile_of_real_costs() -> None:
     torch.testing.assert_close(delta, expected)
 
 
-def test_drop_dtw_prefers_the_planted_order_to_a_shuffled_one() -> None:
+def test_drop_dtw_prefers_the_planted_order_to_the_reversed_one() -> None:
     Et, Eq, lengths, _ = planted(seed=3)
-    shuffled = Eq.clone()
+    reversed_query = Eq.clone()
     for b, n in enumerate(lengths[1].tolist()):
-        shuffled[b, :n] = Eq[b, :n].flip(0)  # reversed: same frames, wrong order
-    assert (drop_dtw(cosine_cost(Et, Eq), *lengths) < drop_dtw(cosine_cost(Et, shuffled), *lengths)).all()
+        reversed_query[b, :n] = Eq[b, :n].flip(0)  # same frames, wrong order
+    assert (drop_dtw(cosine_cost(Et, Eq), *lengths) < drop_dtw(cosine_cost(Et, reversed_query), *lengths)).all()
 
 
 def test_drop_dtw_ignores_padding_and_keeps_gradients_finite() -> None:
