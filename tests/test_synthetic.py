@@ -1,4 +1,5 @@
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +13,12 @@ from matr.data.synthetic import ACTION_CLASSES, CLASS_SPLIT, PROFILES, SPLITS, S
 MICRO = SyntheticProfile("micro", classes_per_split=(1, 1, 1), targets_per_class=(1, 1, 1), queries_per_target=1,
                          target_seconds=(8, 8), moment_seconds=(2.0, 4.0), query_seconds=(2.0, 3.0), distractors=(1, 1))
 SMALL = dataclasses.replace(PROFILES["tiny"], name="small", targets_per_class=(1, 1, 1), target_seconds=(10, 12),
-                            moment_seconds=(3.0, 6.0), query_seconds=(2.0, 4.0))
+                            moment_seconds=(3.0, 6.0), query_seconds=(2.0, 4.0), decoys=(1, 1))
+DECOYED = dataclasses.replace(MICRO, name="decoyed", classes_per_split=(6, 3, 3), target_seconds=(16, 16),
+                              moment_seconds=(2.0, 4.0), distractors=(0, 2), decoys=(1, 1))
+DECOY_GAP_S = 2.0
+# sha256 of plan_dataset(tiny, seed=0) (annotations and every spec field) as rendered before decoys existed.
+TINY_PLAN_DIGEST = "9195f0e6d04cd3d6"
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +32,15 @@ def small(tmp_path_factory) -> Path:
 def read_annotations(root: Path) -> dict[str, list[dict]]:
     return {split: [json.loads(line) for line in (root / "annotations" / f"{split}.jsonl").read_text().splitlines()]
             for split in SPLITS}
+
+
+def targets(plan: synthetic.DatasetPlan) -> list[synthetic.VideoSpec]:
+    return [spec for spec in plan.videos if "_q" not in spec.video_id]
+
+
+def motion_energy(spec: synthetic.VideoSpec) -> np.ndarray:
+    """Mean absolute change per pixel from frame k to k + 1, ``(T - 1,)``."""
+    return np.abs(np.diff(synthetic.render_frames(spec).astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
 
 
 def decode(path: Path) -> np.ndarray:
@@ -65,6 +80,10 @@ def test_profile_rejects_sizes_it_cannot_render():
         dataclasses.replace(MICRO, classes_per_split=(7, 1, 1))
     with pytest.raises(ValueError, match="shortest target"):
         dataclasses.replace(MICRO, moment_seconds=(2.0, 9.0))
+    with pytest.raises(ValueError, match="another class in every split"):
+        dataclasses.replace(MICRO, decoys=(1, 1))
+    with pytest.raises(ValueError, match="decoys"):
+        dataclasses.replace(DECOYED, decoys=(2, 1))
     with pytest.raises(ValueError, match="unknown synthetic profile"):
         synthetic.render_dataset("unused", "huge")
 
@@ -195,3 +214,99 @@ def test_sportsmoments_importer_reads_the_demo_annotations(small, caplog):
         assert [(r.query_video, r.target_video, r.windows[0], r.action_class, r.split) for r in records] == [
             (row["qid"], row["vid"], tuple(row["relevant_windows"][0]), row["action_class"], split) for row in rows]
     assert "ignoring unknown keys" not in caplog.text
+
+
+def test_tiny_plan_is_the_one_rendered_before_decoys():
+    fields = ("video_id", "num_frames", "fps", "size", "background", "actor", "action", "action_frames", "cycles",
+              "extent", "mirror", "distractors", "seed")
+    plan = synthetic.plan_dataset(PROFILES["tiny"], seed=0)
+    assert all(not spec.decoys for spec in plan.videos)
+    videos = [{key: dataclasses.asdict(spec)[key] for key in fields} for spec in plan.videos]
+    text = json.dumps({"videos": videos, "annotations": {s: list(r) for s, r in plan.annotations.items()}},
+                      sort_keys=True)
+    assert hashlib.sha256(text.encode()).hexdigest()[:16] == TINY_PLAN_DIGEST
+
+
+def test_decoys_leave_targets_moments_and_queries_unchanged():
+    with_decoys = synthetic.plan_dataset(DECOYED, seed=0)
+    without = synthetic.plan_dataset(dataclasses.replace(DECOYED, decoys=(0, 0)), seed=0)
+    assert with_decoys.annotations == without.annotations
+    assert any(spec.decoys for spec in with_decoys.videos)
+    assert [dataclasses.replace(spec, decoys=()) for spec in with_decoys.videos] == list(without.videos)
+
+
+def test_decoys_are_other_classes_of_the_split_apart_from_the_moment_and_each_other():
+    demo = PROFILES["demo"]
+    plan = synthetic.plan_dataset(demo, seed=0)
+    for split, count in zip(SPLITS, demo.classes_per_split):
+        specs = {spec.video_id: spec for spec in targets(plan) if spec.video_id.startswith(f"{split}_")}
+        assert [record["vid"] for record in plan.decoys[split]] == list(specs)
+        for record in plan.decoys[split]:
+            spec = specs[record["vid"]]
+            assert record["decoy_windows"] == [list(window) for window in spec.decoy_windows]
+            assert record["decoy_classes"] == [decoy.action for decoy in spec.decoys]
+            assert len(spec.decoys) <= demo.decoys[1]
+            assert set(record["decoy_classes"]) <= set(CLASS_SPLIT[split][:count]) - {spec.action}
+            assert len(set(record["decoy_classes"])) == len(record["decoy_classes"])  # enough classes to differ
+            windows = sorted([spec.window, *spec.decoy_windows])
+            assert windows[0][0] >= 0 and windows[-1][1] <= spec.duration
+            for (_, end), (start, _) in zip(windows, windows[1:]):
+                assert start - end >= DECOY_GAP_S
+    counts = [len(spec.decoys) for spec in targets(plan)]
+    assert np.mean([count >= demo.decoys[0] for count in counts]) > 0.9
+    assert max(counts) == demo.decoys[1]
+
+
+def test_decoys_that_do_not_fit_are_left_out():
+    # 8 s targets, 2 s moment and decoys, 2 s gaps: one decoy fits iff the moment leaves 4 s on a side.
+    cramped = dataclasses.replace(DECOYED, classes_per_split=(2, 2, 2), targets_per_class=(8, 1, 1),
+                                  target_seconds=(8, 8), moment_seconds=(2.0, 2.0), decoys=(2, 2))
+    fitted = set()
+    for spec in targets(synthetic.plan_dataset(cramped, seed=0)):
+        start, end = spec.window
+        fits = start >= 2 * DECOY_GAP_S or spec.duration - end >= 2 * DECOY_GAP_S
+        assert len(spec.decoys) == int(fits), (spec.video_id, spec.window, spec.decoy_windows)
+        fitted.add(fits)
+    assert fitted == {True, False}
+
+
+def test_decoy_windows_move_like_the_moment():
+    plan = synthetic.plan_dataset(DECOYED, seed=0)
+    for spec in targets(plan):
+        assert len(spec.decoys) == 1 and spec.decoys[0].action != spec.action
+        energy = motion_energy(spec)
+        acting = np.zeros(len(energy) + 1, dtype=bool)
+        for k0, k1 in (spec.action_frames, spec.decoys[0].action_frames):
+            acting[max(k0 - 1, 0):k1 + 1] = True
+        outside = energy[~acting[:-1]].mean()
+        (k0, k1), (d0, d1) = spec.action_frames, spec.decoys[0].action_frames
+        moment, decoy = energy[k0:k1 - 1].mean(), energy[d0:d1 - 1].mean()
+        assert decoy > 1.5 * outside and moment > 1.5 * outside, (spec.decoys[0].action, decoy, moment, outside)
+
+
+def test_same_seed_plans_and_renders_the_same_decoys():
+    first, again = synthetic.plan_dataset(DECOYED, seed=5), synthetic.plan_dataset(DECOYED, seed=5)
+    assert first.decoys == again.decoys and first.videos == again.videos
+    assert synthetic.plan_dataset(DECOYED, seed=6).decoys != first.decoys
+    spec = targets(first)[0]
+    assert np.array_equal(synthetic.render_frames(spec), synthetic.render_frames(again.videos[0]))
+
+
+def test_decoy_records_are_written_beside_the_annotations_not_among_them(small):
+    plan = synthetic.plan_dataset(SMALL, seed=0)
+    assert sorted(path.name for path in (small / "annotations").iterdir()) == sorted(f"{s}.jsonl" for s in SPLITS)
+    for split in SPLITS:
+        rows = [json.loads(line) for line in (small / "decoys" / f"{split}.jsonl").read_text().splitlines()]
+        assert rows == [json.loads(json.dumps(record)) for record in plan.decoys[split]]
+    assert any(spec.decoys for spec in plan.videos)
+
+
+def test_manifest_of_a_profile_without_decoys_is_the_one_written_before_decoys(tmp_path):
+    synthetic.render_dataset(tmp_path, MICRO, seed=0, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    written_before = json.loads(json.dumps(dataclasses.asdict(MICRO)))
+    del written_before["decoys"]
+    assert manifest["profile"] == written_before
+    with pytest.raises(ValueError, match="manifest.json"):
+        synthetic.render_dataset(tmp_path, dataclasses.replace(MICRO, classes_per_split=(2, 2, 2), decoys=(1, 1)),
+                                 seed=0, progress=False)

@@ -92,7 +92,7 @@ def test_finetuning_from_another_architecture_is_refused(data, tmp_path):
 
 
 def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
-    (tmp_path / "corrupt.pt").write_bytes(b"\x80\x04 not a checkpoint")
+    (tmp_path / "corrupt.pt").write_bytes(b"this is not a checkpoint")
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="could not be read as a matr checkpoint"):
         load_checkpoint(tmp_path / "corrupt.pt")

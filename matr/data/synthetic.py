@@ -4,13 +4,18 @@ Each *action class* is a motion pattern of a simple shape (``bounce``, ``orbit``
 A *target* video shows an actor shape that drifts slowly among drifting distractor shapes, except
 during one moment ``[s, e]`` in which it performs an action. Each *query* clip shows another instance
 of the same class: another background, shape colour, size, speed, path size and direction, and maybe
-another shape, so that matching takes more than copying pixels. Classes are split disjointly into
+another shape, so that matching takes more than copying pixels. With a profile's ``decoys``, other
+shapes of the target perform actions of *other* classes of the split at other times, so that a model
+must use the query to tell the moment from the decoys. Classes are split disjointly into
 train/val/test, as in SportsMoments (paper Sec. 4), and the annotations are written in the
 SportsMoments JSON-lines form, so that the demo goes through the same importer as real data.
 
 Layout under ``root``: ``videos/{video_id}.mp4`` (targets and queries), ``annotations/{split}.jsonl``,
-``classes.json`` (the class split) and ``manifest.json`` (generator version, seed, profile). Every
-video and annotation is a pure function of ``(profile, seed)``.
+``classes.json`` (the class split), ``manifest.json`` (generator version, seed, profile) and, for
+profiles with decoys, ``decoys/{split}.jsonl`` (one line per target: ``vid``, ``action_class``,
+``decoy_windows`` ``[[start, end], ...]`` in seconds, ``decoy_classes``, ``split``; kept out of
+``annotations/``, where every file is a split). Every video and annotation is a pure function of
+``(profile, seed)``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from tqdm import tqdm
 from matr.io import atomic_open, write_json, write_jsonl
 
 __all__ = ["ACTION_CLASSES", "CLASS_SPLIT", "PROFILES", "SPLITS", "ActionClass", "Pose", "SyntheticProfile",
-           "VideoSpec", "DatasetPlan", "RenderSummary", "plan_dataset", "render_frames", "write_mp4",
+           "Performance", "VideoSpec", "DatasetPlan", "RenderSummary", "plan_dataset", "render_frames", "write_mp4",
            "render_dataset"]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ _EXTENT = (0.25, 0.45)     # length of an action's path, fraction of the frame s
 _DRIFT = 0.06              # amplitude of each slow drift wave, fraction of the frame side
 _REACH = 1.3               # farthest shape pixel from its centre, in radii (triangle corners)
 _TRAIL = (0.1, 0.2, 0.3, 0.45)  # opacities of the ghosts of a shape's last 4 poses, oldest first
+_DECOY_GAP_S = 2.0         # least time between a target's moment and a decoy, or two decoys: one feature clip
 
 
 class Pose(NamedTuple):
@@ -187,7 +193,9 @@ class SyntheticProfile:
     """Sizes of a synthetic dataset. Per-split tuples are ordered (train, val, test); ranges are inclusive.
 
     Every target shows one moment; each target is paired with ``queries_per_target`` query clips of
-    its class, so a split has ``classes * targets_per_class * queries_per_target`` pairs.
+    its class, so a split has ``classes * targets_per_class * queries_per_target`` pairs. ``decoys``:
+    how many actions of other classes of the split a target shows besides its moment (as many of the
+    drawn number as fit, see :func:`plan_dataset`); with decoys, every split needs two classes.
     """
 
     name: str
@@ -198,6 +206,7 @@ class SyntheticProfile:
     moment_seconds: tuple[float, float]
     query_seconds: tuple[float, float]
     distractors: tuple[int, int]
+    decoys: tuple[int, int] = (0, 0)
     fps: int = 8
     size: int = 128
 
@@ -206,10 +215,13 @@ class SyntheticProfile:
             if not 1 <= count <= len(CLASS_SPLIT[split]):
                 raise ValueError(f"profile {self.name!r}: classes_per_split for {split} is {count}, "
                                  f"expected 1..{len(CLASS_SPLIT[split])}")
-        for field in ("target_seconds", "moment_seconds", "query_seconds", "distractors"):
+        for field in ("target_seconds", "moment_seconds", "query_seconds", "distractors", "decoys"):
             low, high = getattr(self, field)
             if not 0 <= low <= high:
                 raise ValueError(f"profile {self.name!r}: {field} = {(low, high)} is not a range 0 <= low <= high")
+        if self.decoys[1] > 0 and min(self.classes_per_split) < 2:
+            raise ValueError(f"profile {self.name!r}: decoys {self.decoys} need another class in every split, "
+                             f"but classes_per_split is {self.classes_per_split}; expected >= 2 each")
         if min(self.targets_per_class) < 1 or self.queries_per_target < 1 or self.fps < 1:
             raise ValueError(f"profile {self.name!r}: targets_per_class, queries_per_target and fps must be >= 1")
         if self.moment_seconds[0] * self.fps < 1 or self.query_seconds[0] * self.fps < 1:
@@ -232,7 +244,7 @@ PROFILES: Mapping[str, SyntheticProfile] = MappingProxyType({p.name: p for p in 
                      distractors=(0, 2)),
     SyntheticProfile("demo", classes_per_split=(6, 3, 3), targets_per_class=(25, 10, 10), queries_per_target=2,
                      target_seconds=(30, 60), moment_seconds=(4.0, 15.0), query_seconds=(4.0, 10.0),
-                     distractors=(0, 3)),
+                     distractors=(0, 3), decoys=(1, 2)),
 )})
 
 
@@ -263,8 +275,24 @@ class Background:
 
 
 @dataclass(frozen=True)
+class Performance:
+    """A shape performing ``cycles`` cycles of ``action`` in frames ``[k0, k1)``, drifting before and after."""
+
+    look: Look
+    action: str
+    action_frames: tuple[int, int]
+    cycles: int
+    extent: float
+    mirror: bool
+
+
+@dataclass(frozen=True)
 class VideoSpec:
-    """Everything needed to render one video; the actor performs ``action`` in frames ``[k0, k1)``."""
+    """Everything needed to render one video; the actor performs ``action`` in frames ``[k0, k1)``.
+
+    In a target, each of ``decoys`` is another shape performing an action of another class, at a
+    time apart from the moment and from the other decoys.
+    """
 
     video_id: str
     num_frames: int
@@ -279,6 +307,7 @@ class VideoSpec:
     mirror: bool
     distractors: tuple[Look, ...]
     seed: int
+    decoys: tuple[Performance, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -289,21 +318,35 @@ class VideoSpec:
         """The action's ``[start, end]`` in seconds."""
         return self.action_frames[0] / self.fps, self.action_frames[1] / self.fps
 
+    @property
+    def performance(self) -> Performance:
+        """The actor's action, the moment."""
+        return Performance(self.actor, self.action, self.action_frames, self.cycles, self.extent, self.mirror)
+
+    @property
+    def decoy_windows(self) -> tuple[tuple[float, float], ...]:
+        """The decoys' ``[start, end]`` in seconds, in time order."""
+        return tuple((decoy.action_frames[0] / self.fps, decoy.action_frames[1] / self.fps) for decoy in self.decoys)
+
 
 @dataclass(frozen=True)
 class DatasetPlan:
-    """All videos to render (targets and queries) and the annotation records of each split."""
+    """All videos to render (targets and queries), the annotation records of each split and its
+    decoy records (one per target)."""
 
     videos: tuple[VideoSpec, ...]
     annotations: Mapping[str, tuple[dict, ...]]
+    decoys: Mapping[str, tuple[dict, ...]]
 
 
 @dataclass(frozen=True)
 class RenderSummary:
-    """What :func:`render_dataset` did: annotation file and pair count per split, videos rendered and skipped."""
+    """What :func:`render_dataset` did: annotation file, decoy file (profiles with decoys) and pair count
+    per split, videos rendered and skipped."""
 
     root: Path
     annotations: Mapping[str, Path]
+    decoys: Mapping[str, Path]
     pairs: Mapping[str, int]
     rendered: int
     skipped: int
@@ -324,19 +367,65 @@ def _sample_background(rng: np.random.Generator, avoid_hue: float | None = None)
                       float(rng.uniform(0, 2 * np.pi)), waves)
 
 
+def _sample_cycles(rng: np.random.Generator, action: str, action_frames: tuple[int, int], fps: int) -> int:
+    """Whole cycles of ``action`` in ``action_frames``, at a period drawn from the class's range."""
+    return max(1, round((action_frames[1] - action_frames[0]) / fps / rng.uniform(*ACTION_CLASSES[action].period)))
+
+
 def _sample_video(rng: np.random.Generator, video_id: str, action: str, num_frames: int,
-                  action_frames: tuple[int, int], profile: SyntheticProfile, avoid: VideoSpec | None) -> VideoSpec:
+                  action_frames: tuple[int, int], profile: SyntheticProfile, avoid: VideoSpec | None,
+                  decoys: tuple[Performance, ...] = ()) -> VideoSpec:
     """Draws an instance of ``action``; with ``avoid``, its background and actor hues differ from those."""
-    spec = ACTION_CLASSES[action]
-    moment = (action_frames[1] - action_frames[0]) / profile.fps
-    cycles = max(1, round(moment / rng.uniform(*spec.period)))
+    cycles = _sample_cycles(rng, action, action_frames, profile.fps)
     background = _sample_background(rng, None if avoid is None else avoid.background.hue)
-    actor = _sample_look(rng, spec.shapes, None if avoid is None else avoid.actor.hsv[0])
+    actor = _sample_look(rng, ACTION_CLASSES[action].shapes, None if avoid is None else avoid.actor.hsv[0])
     distractors = tuple(_sample_look(rng, SHAPES) for _ in range(rng.integers(profile.distractors[0],
                                                                                profile.distractors[1] + 1)))
     return VideoSpec(video_id, num_frames, profile.fps, profile.size, background, actor, action, action_frames,
                      cycles, float(rng.uniform(*_EXTENT)), bool(rng.integers(2)), distractors,
-                     int(rng.integers(2**63)))
+                     int(rng.integers(2**63)), decoys)
+
+
+def _place(rng: np.random.Generator, free: list[tuple[int, int]], length: int, gap: int) -> int | None:
+    """A start frame, uniform over the places where ``length`` frames fit in one of the ``free``
+    frame ranges ``[a, b)``, which it then splits, keeping ``gap`` frames on either side; ``None``
+    (and ``free`` untouched) when it fits nowhere."""
+    fits = [(index, a, b - length) for index, (a, b) in enumerate(free) if b - length >= a]
+    if not fits:
+        return None
+    pick = int(rng.integers(sum(last - first + 1 for _, first, last in fits)))
+    for index, first, last in fits:
+        if pick <= last - first:
+            a, b = free[index]
+            free[index:index + 1] = [(a, first + pick - gap), (first + pick + length + gap, b)]
+            return first + pick
+        pick -= last - first + 1
+    raise AssertionError("unreachable: pick is below the number of places")
+
+
+def _sample_decoys(rng: np.random.Generator, classes: tuple[str, ...], num_frames: int,
+                   moment: tuple[int, int], profile: SyntheticProfile) -> tuple[Performance, ...]:
+    """Decoys of a target with ``moment`` (frames): a number drawn from ``profile.decoys`` of actions of
+    ``classes`` (distinct while there are enough), each as long as a moment could be and placed
+    uniformly where it fits, :data:`_DECOY_GAP_S` away from the moment and the decoys placed before
+    it; those that fit nowhere are left out. In time order."""
+    count = int(rng.integers(profile.decoys[0], profile.decoys[1] + 1))
+    if count == 0:
+        return ()
+    gap = round(_DECOY_GAP_S * profile.fps)
+    free = [(0, moment[0] - gap), (moment[1] + gap, num_frames)]
+    decoys = []
+    for action in rng.choice(classes, size=count, replace=count > len(classes)):
+        length = _seconds_to_frames(rng, profile.moment_seconds, profile.fps)
+        start = _place(rng, free, length, gap)
+        if start is None:
+            continue
+        frames = (start, start + length)
+        cycles = _sample_cycles(rng, str(action), frames, profile.fps)
+        look = _sample_look(rng, ACTION_CLASSES[str(action)].shapes)
+        decoys.append(Performance(look, str(action), frames, cycles, float(rng.uniform(*_EXTENT)),
+                                  bool(rng.integers(2))))
+    return tuple(sorted(decoys, key=lambda decoy: decoy.action_frames))
 
 
 def _seconds_to_frames(rng: np.random.Generator, seconds: tuple[float, float], fps: int) -> int:
@@ -347,36 +436,51 @@ def plan_dataset(profile: SyntheticProfile, seed: int) -> DatasetPlan:
     """Draws every video and annotation of ``profile``; a pure function of ``(profile, seed)``.
 
     Each (split, class, target index) has its own random stream, so instances do not depend on how
-    many others a profile asks for. Ids: ``{split}_{class}_t{index}`` for targets, ``..._q{j}`` for
-    their queries; a query belongs to exactly one pair.
+    many others a profile asks for; a target's decoys draw from a second stream of their own, so the
+    target, its moment and its queries are the same whatever ``profile.decoys`` is. Decoys are of the
+    split's other classes in the profile. Ids: ``{split}_{class}_t{index:03d}`` for targets,
+    ``..._q{j}`` for their queries; a query belongs to exactly one pair.
     """
     videos: list[VideoSpec] = []
     annotations: dict[str, tuple[dict, ...]] = {}
+    decoys: dict[str, tuple[dict, ...]] = {}
     for split_index, split in enumerate(SPLITS):
-        records = []
+        records, decoy_records = [], []
         classes = CLASS_SPLIT[split][:profile.classes_per_split[split_index]]
         for class_index, action in enumerate(classes):
+            others = tuple(name for name in classes if name != action)
             for index in range(profile.targets_per_class[split_index]):
                 rng = np.random.default_rng([seed, split_index, class_index, index])
                 target_id = f"{split}_{action}_t{index:03d}"
                 num_frames = int(rng.integers(profile.target_seconds[0], profile.target_seconds[1] + 1)) * profile.fps
                 moment = _seconds_to_frames(rng, profile.moment_seconds, profile.fps)
                 start = int(rng.integers(0, num_frames - moment + 1))
-                target = _sample_video(rng, target_id, action, num_frames, (start, start + moment), profile, None)
+                target_decoys = _sample_decoys(np.random.default_rng([seed, split_index, class_index, index, 1]),
+                                               others, num_frames, (start, start + moment), profile)
+                target = _sample_video(rng, target_id, action, num_frames, (start, start + moment), profile, None,
+                                       target_decoys)
                 videos.append(target)
+                decoy_records.append(_decoy_record(split, target))
                 for j in range(profile.queries_per_target):
                     length = _seconds_to_frames(rng, profile.query_seconds, profile.fps)
                     query = _sample_video(rng, f"{target_id}_q{j}", action, length, (0, length), profile, target)
                     videos.append(query)
                     records.append(_record(split, target, query))
-        annotations[split] = tuple(records)
-    return DatasetPlan(tuple(videos), MappingProxyType(annotations))
+        annotations[split], decoys[split] = tuple(records), tuple(decoy_records)
+    return DatasetPlan(tuple(videos), MappingProxyType(annotations), MappingProxyType(decoys))
 
 
 def _record(split: str, target: VideoSpec, query: VideoSpec) -> dict:
     """One pair in the SportsMoments JSON-lines form (times in seconds)."""
     return {"qid": query.video_id, "vid": target.video_id, "duration": target.duration,
             "relevant_windows": [list(target.window)], "action_class": target.action, "split": split}
+
+
+def _decoy_record(split: str, target: VideoSpec) -> dict:
+    """The decoys of one target (times in seconds), for ``decoys/{split}.jsonl``."""
+    return {"vid": target.video_id, "action_class": target.action,
+            "decoy_windows": [list(window) for window in target.decoy_windows],
+            "decoy_classes": [decoy.action for decoy in target.decoys], "split": split}
 
 
 # Rendering.
@@ -400,23 +504,24 @@ def _wandering_track(rng: np.random.Generator, tau: np.ndarray, start: np.ndarra
     return _pose(tau, x=x, y=y, angle=start[2] + _drift(rng, tau, 0.3))
 
 
-def _actor_track(spec: VideoSpec, rng: np.random.Generator) -> Pose:
-    """The actor's absolute pose ``(T,)``: wandering, the action in ``[k0, k1)``, wandering again."""
-    k0, k1 = spec.action_frames
-    rel = ACTION_CLASSES[spec.action].motion(np.arange(k1 - k0) * spec.cycles / (k1 - k0))
-    sign = -1.0 if spec.mirror else 1.0
-    dx, dy = sign * spec.extent * rel.x, spec.extent * rel.y
-    reach = spec.actor.size * _REACH * float(np.max(rel.scale * np.sqrt(np.maximum(rel.aspect, 1 / rel.aspect))))
+def _performance_track(act: Performance, spec: VideoSpec, rng: np.random.Generator) -> Pose:
+    """The absolute pose ``(T,)`` of a shape of ``spec`` performing ``act``: wandering, the action in
+    ``[k0, k1)``, wandering again."""
+    k0, k1 = act.action_frames
+    rel = ACTION_CLASSES[act.action].motion(np.arange(k1 - k0) * act.cycles / (k1 - k0))
+    sign = -1.0 if act.mirror else 1.0
+    dx, dy = sign * act.extent * rel.x, act.extent * rel.y
+    reach = act.look.size * _REACH * float(np.max(rel.scale * np.sqrt(np.maximum(rel.aspect, 1 / rel.aspect))))
     anchor = []
     for offsets in (dx, dy):
         low, high = reach - offsets.min(), 1 - reach - offsets.max()
         if low > high:
-            raise ValueError(f"{spec.video_id}: action {spec.action!r} with extent {spec.extent:.2f} and size "
-                             f"{spec.actor.size:.2f} does not fit in the frame")
+            raise ValueError(f"{spec.video_id}: action {act.action!r} with extent {act.extent:.2f} and size "
+                             f"{act.look.size:.2f} does not fit in the frame")
         anchor.append(rng.uniform(low, high))
     rest = np.array([anchor[0], anchor[1], rng.uniform(0, 2 * np.pi)])
-    before = _wandering_track(rng, (np.arange(k0) - k0) / spec.fps, rest, spec.actor.size * _REACH)
-    after = _wandering_track(rng, np.arange(spec.num_frames - k1) / spec.fps, rest, spec.actor.size * _REACH)
+    before = _wandering_track(rng, (np.arange(k0) - k0) / spec.fps, rest, act.look.size * _REACH)
+    after = _wandering_track(rng, np.arange(spec.num_frames - k1) / spec.fps, rest, act.look.size * _REACH)
     during = rel._replace(x=anchor[0] + dx, y=anchor[1] + dy, angle=rest[2] + sign * rel.angle)
     return Pose(*(np.concatenate(parts) for parts in zip(before, during, after, strict=True)))
 
@@ -489,13 +594,16 @@ def render_frames(spec: VideoSpec) -> np.ndarray:
 
     Every shape leaves a fading trail of its last few poses, like motion blur in a long exposure,
     so that a single frame (features take one every 2 s) still shows how a shape moves; a slowly
-    drifting shape's trail hides under the shape.
+    drifting shape's trail hides under the shape. Decoy ``i`` draws from a stream of its own, seeded
+    ``(spec.seed, i)``, so that a spec without decoys renders as it did before decoys existed.
     """
     rng = np.random.default_rng(spec.seed)
-    actor = _actor_track(spec, rng)
+    actor = _performance_track(spec.performance, spec, rng)
     tau = np.arange(spec.num_frames) / spec.fps
     tracks = [(look, _wandering_track(rng, tau, np.array([*rng.uniform(0.15, 0.85, 2), rng.uniform(0, 2 * np.pi)]),
                                       look.size * _REACH)) for look in spec.distractors]
+    tracks += [(decoy.look, _performance_track(decoy, spec, np.random.default_rng([spec.seed, i])))
+               for i, decoy in enumerate(spec.decoys, start=1)]
     tracks.append((spec.actor, actor))
     background = _background_frames(spec.background, spec.size)
     frames = np.empty((spec.num_frames, spec.size, spec.size, 3), dtype=np.uint8)
@@ -528,10 +636,19 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int) -> None:
         container.mux(stream.encode())
 
 
+def _profile_identity(profile: SyntheticProfile) -> dict:
+    """The profile as ``manifest.json`` records it. ``decoys`` is left out when it is ``(0, 0)``, as it
+    was before decoys existed, so that folders rendered then (the same data) are still recognised."""
+    fields = dataclasses.asdict(profile)
+    if profile.decoys == (0, 0):
+        del fields["decoys"]
+    return fields
+
+
 def _claim_root(root: Path, profile: SyntheticProfile, seed: int) -> None:
     """Writes ``manifest.json``, or checks that an existing one describes the same dataset."""
     identity = json.loads(json.dumps({"generator": __name__, "version": GENERATOR_VERSION, "seed": seed,
-                                      "profile": dataclasses.asdict(profile)}))
+                                      "profile": _profile_identity(profile)}))
     manifest = root / "manifest.json"
     if manifest.exists():
         found = json.loads(manifest.read_text(encoding="utf-8"))
@@ -547,8 +664,9 @@ def render_dataset(root: str | Path, profile: str | SyntheticProfile = "tiny", s
     """Renders the synthetic dataset of ``profile`` under ``root``; resumable.
 
     Videos already present are skipped (each is written to a temporary name and moved into place
-    only once complete); ``classes.json`` and the annotations are rewritten, identically, from
-    ``(profile, seed)``. Annotations are written last, once every video exists. Raises
+    only once complete); ``classes.json``, the annotations and the decoy records (profiles with
+    decoys) are rewritten, identically, from ``(profile, seed)``. Annotations are written last, once
+    every video exists. Raises
     ``ValueError`` if ``root`` holds a dataset of another profile, seed or generator version.
     """
     if isinstance(profile, str):
@@ -570,11 +688,15 @@ def render_dataset(root: str | Path, profile: str | SyntheticProfile = "tiny", s
             continue
         write_mp4(path, render_frames(spec), spec.fps)
         rendered += 1
+    decoys = {split: root / "decoys" / f"{split}.jsonl" for split in SPLITS} if profile.decoys[1] > 0 else {}
+    for split, path in decoys.items():
+        path.parent.mkdir(exist_ok=True)
+        write_jsonl(path, plan.decoys[split])
     annotations = {}
     for split, records in plan.annotations.items():
         annotations[split] = root / "annotations" / f"{split}.jsonl"
         write_jsonl(annotations[split], records)
     logger.info("synthetic %s (seed %d) in %s: %d videos rendered, %d already there", profile.name, seed, root,
                 rendered, skipped)
-    return RenderSummary(root, MappingProxyType(annotations),
+    return RenderSummary(root, MappingProxyType(annotations), MappingProxyType(decoys),
                          MappingProxyType({split: len(plan.annotations[split]) for split in SPLITS}), rendered, skipped)
