@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 AlignMethod = Literal["soft_dtw", "drop_dtw", "tcc", "none"]
+AlignCost = Literal["cosine", "contrastive"]
 Fusion = Literal["attend", "pool"]
 
 ALIGN_METHODS: tuple[str, ...] = ("soft_dtw", "drop_dtw", "tcc", "none")
+ALIGN_COSTS: tuple[str, ...] = ("cosine", "contrastive")  # matr.align.COSTS
 FUSIONS: tuple[str, ...] = ("attend", "pool")
 
 
@@ -50,6 +52,10 @@ class ModelConfig:
     align_pre: bool = True  # Table 2: pre-fusion alignment loss on (E_t, E_q)
     align_post: bool = True  # Table 2: post-fusion alignment loss on (E_t^g, E_q^g)
     gamma: float = 0.1  # soft-min smoothing; paper: "selected empirically", value not given
+    # Cost of the DTW losses and of the hard alignments A^pre / A^post (decoder span). "cosine" is the
+    # paper's 1 - cos; "contrastive" (ours, matr.align.costs) avoids the collapse of soft-DTW on it.
+    align_cost: AlignCost = "cosine"
+    align_temperature: float = 0.1  # softmax temperature of the contrastive cost; paper silent (no such cost)
 
     def __post_init__(self) -> None:
         _check_positive(self, ("input_dim", "hidden_dim", "num_heads", "ffn_dim", "encoder_layers",
@@ -57,6 +63,7 @@ class ModelConfig:
                                "max_query_frames"))
         _check_choice(self, "fusion", FUSIONS)
         _check_choice(self, "align_method", ALIGN_METHODS)
+        _check_choice(self, "align_cost", ALIGN_COSTS)
         if self.decoder_layers < 0:
             raise ValueError(f"ModelConfig.decoder_layers must be >= 0, got {self.decoder_layers}")
         if self.use_decoder and self.decoder_layers == 0:
@@ -69,8 +76,9 @@ class ModelConfig:
         for name in ("transformer_dropout", "projection_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"ModelConfig.{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.gamma <= 0:
-            raise ValueError(f"ModelConfig.gamma must be > 0, got {self.gamma}")
+        for name in ("gamma", "align_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ModelConfig.{name} must be > 0, got {getattr(self, name)}")
 
     @property
     def align_pre_active(self) -> bool:

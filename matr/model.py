@@ -23,10 +23,14 @@ Choices where the paper is silent (also listed in the project report):
   plus a *learned* type embedding (target vs query), so the encoder can tell the two videos apart
   at every layer. The decoder follows DETR: its content starts at zero and the l learnable query
   vectors are the decoder's positional term; cross-attention keys get the target encoding.
-* The decoder's span: A^post is always computed on the cosine cost of (E_t^g, E_q^g) when the
-  decoder is on, even when the post-fusion alignment loss is off or the method is "none" (no loss,
-  no gradient). The decoder's computation is then the same in every alignment ablation, and only
+* The decoder's span: A^post is always computed on the cost of (E_t^g, E_q^g) when the decoder is
+  on, even when the post-fusion alignment loss is off or the method is "none" (no loss, no
+  gradient). The decoder's computation is then the same in every alignment ablation, and only
   the training signal changes.
+* One cost, ``ModelConfig.align_cost``, for the DTW losses and for both hard alignments (A^pre,
+  A^post): the path read at inference is the one the loss trained. "cosine" is the paper's;
+  "contrastive" (``matr.align.contrastive_cost``) is ours, against the collapse of soft-DTW on
+  ``1 - cos`` (see ``matr.align.costs``).
 * Fusion of E_f = [E_t^g; E_t^l]: E_t^g has M rows, E_t^l has l, so the paper's concatenation
   cannot be row-wise into the per-frame heads. Default ``fusion="attend"``: every target frame
   attends to the l decoder outputs (one cross-attention, E_t^g as queries) and the result is
@@ -53,7 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from matr.align import HardAlignment, alignment_loss, cosine_cost, hard_alignment
+from matr.align import HardAlignment, alignment_cost, alignment_loss, hard_alignment
 from matr.config import MATRConfig, ModelConfig
 
 
@@ -252,13 +256,16 @@ class MATR(nn.Module):
                 sinusoidal_positions(n, d, device) + self.type_embed[1])
 
     def _alignment_loss(self, label: str, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> Tensor:
+        cfg = self.config
         with record_function(label):
-            return alignment_loss(self.config.align_method, et, eq, *lengths, gamma=self.config.gamma)
+            return alignment_loss(cfg.align_method, et, eq, *lengths, gamma=cfg.gamma, cost=cfg.align_cost,
+                                  temperature=cfg.align_temperature)
 
-    @staticmethod
-    def _hard_alignment(et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> HardAlignment:
+    def _hard_alignment(self, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> HardAlignment:
+        cfg = self.config
         with torch.no_grad(), record_function("matr.hard_alignment"):
-            return hard_alignment(cosine_cost(et.detach(), eq.detach()), *lengths)
+            cost = alignment_cost(cfg.align_cost, et.detach(), eq.detach(), lengths[0], cfg.align_temperature)
+            return hard_alignment(cost, *lengths)
 
     def _check_inputs(self, target: Tensor, query: Tensor) -> None:
         cfg = self.config

@@ -9,7 +9,9 @@ import torch
 
 from matr.align import (
     HardAlignment,
+    alignment_cost,
     alignment_loss,
+    contrastive_cost,
     cosine_cost,
     drop_dtw,
     hard_alignment,
@@ -317,6 +319,74 @@ def test_cosine_cost_matches_pairwise_cosine_and_survives_zero_vectors() -> None
 
 
 # ---------------------------------------------------------------------------------------------
+# contrastive_cost
+# ---------------------------------------------------------------------------------------------
+
+
+def test_contrastive_cost_is_a_log_softmax_over_the_real_target_frames() -> None:
+    Et, Eq, (tl, ql), _ = planted(B=3, M=12, N=5, d=8, seed=12)
+    C = contrastive_cost(Et, Eq, tl, temperature=0.2)
+    assert C.shape == (3, 12, 5)
+    for b in range(3):
+        m = int(tl[b])
+        cos = torch.nn.functional.cosine_similarity(Et[b, :m, None], Eq[b, None], dim=-1)  # (m, N)
+        torch.testing.assert_close(C[b, :m], -torch.log_softmax(cos / 0.2, dim=0))
+        assert (C[b, m:] == 0).all()
+    assert (C >= 0).all()
+
+
+def test_contrastive_cost_passes_gradcheck() -> None:
+    gen = torch.Generator().manual_seed(13)
+    Et = torch.randn(2, 5, 6, generator=gen, dtype=torch.float64).requires_grad_()
+    Eq = torch.randn(2, 3, 6, generator=gen, dtype=torch.float64).requires_grad_()
+    tl = torch.tensor([5, 2])
+    assert torch.autograd.gradcheck(lambda t, q: contrastive_cost(t, q, tl, temperature=0.5), (Et, Eq))
+
+
+def test_contrastive_soft_dtw_ignores_padding_and_gives_it_zero_gradient() -> None:
+    Et, Eq, (tl, ql), _ = planted(B=3, M=16, N=6, seed=14)  # padding holds large finite garbage
+    Et.requires_grad_()
+    Eq.requires_grad_()
+    value = alignment_loss("soft_dtw", Et, Eq, tl, ql, cost="contrastive")
+    grad_t, grad_q = torch.autograd.grad(value.sum(), (Et, Eq))
+    for b in range(3):
+        m, n = int(tl[b]), int(ql[b])
+        alone = alignment_loss("soft_dtw", Et[b : b + 1, :m], Eq[b : b + 1, :n], tl[b : b + 1], ql[b : b + 1],
+                               cost="contrastive")
+        torch.testing.assert_close(value[b : b + 1], alone)
+        assert (grad_t[b, m:] == 0).all() and (grad_q[b, n:] == 0).all()
+    assert torch.isfinite(grad_t).all() and torch.isfinite(grad_q).all()
+
+
+def test_identical_features_minimise_the_cosine_soft_dtw_but_not_the_contrastive_one() -> None:
+    """The collapse: every frame equal makes every cosine cost 0, below any planted alignment."""
+    Et, Eq, lengths, _ = planted(seed=15)
+    same = torch.randn(Et.shape[-1], generator=torch.Generator().manual_seed(16))
+    Et_same, Eq_same = same.expand_as(Et).clone(), same.expand_as(Eq).clone()
+    for cost, collapse_wins in (("cosine", True), ("contrastive", False)):
+        planted_value = alignment_loss("soft_dtw", Et, Eq, *lengths, cost=cost)
+        collapsed_value = alignment_loss("soft_dtw", Et_same, Eq_same, *lengths, cost=cost)
+        assert bool((collapsed_value < planted_value).all()) == collapse_wins, cost
+
+
+def test_planted_query_is_recovered_with_the_contrastive_cost() -> None:
+    Et, Eq, lengths, spans = planted(seed=17)
+    alignment = hard_alignment(contrastive_cost(Et, Eq, lengths[0]), *lengths)
+    assert alignment.start.tolist() == [s for s, _ in spans]
+    assert alignment.end.tolist() == [e for _, e in spans]
+
+
+def test_alignment_cost_dispatches_and_rejects_unknown_names() -> None:
+    Et, Eq, (tl, _), _ = planted(B=2, M=10, N=4, seed=18)
+    torch.testing.assert_close(alignment_cost("cosine", Et, Eq, tl), cosine_cost(Et, Eq))
+    torch.testing.assert_close(alignment_cost("contrastive", Et, Eq, tl, 0.3), contrastive_cost(Et, Eq, tl, 0.3))
+    with pytest.raises(ValueError, match="unknown cost 'l2'"):
+        alignment_cost("l2", Et, Eq, tl)
+    with pytest.raises(ValueError, match="temperature"):
+        contrastive_cost(Et, Eq, tl, temperature=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
 # drop_dtw
 # ---------------------------------------------------------------------------------------------
 
@@ -410,6 +480,14 @@ def test_alignment_loss_dispatches_with_a_uniform_signature(method: str) -> None
     assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
     if method == "soft_dtw":
         torch.testing.assert_close(loss, soft_dtw(cosine_cost(Et, Eq), *lengths, gamma=0.1))
+
+
+@pytest.mark.parametrize("method, dp", [("soft_dtw", soft_dtw), ("drop_dtw", drop_dtw)])
+def test_alignment_loss_runs_its_dp_on_the_requested_cost(method: str, dp) -> None:
+    Et, Eq, lengths, _ = planted(B=3, M=16, N=6, seed=19)
+    loss = alignment_loss(method, Et, Eq, *lengths, cost="contrastive", temperature=0.3)
+    torch.testing.assert_close(loss, dp(contrastive_cost(Et, Eq, lengths[0], 0.3), *lengths, gamma=0.1))
+    assert not torch.allclose(loss, alignment_loss(method, Et, Eq, *lengths))
 
 
 def test_alignment_loss_rejects_an_unknown_method() -> None:

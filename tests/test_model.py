@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from matr.align import HardAlignment
-from matr.config import LossConfig, MATRConfig, ModelConfig, override, preset
+from matr.align import COSTS, HardAlignment, contrastive_cost, hard_alignment
+from matr.config import ALIGN_COSTS, LossConfig, MATRConfig, ModelConfig, override, preset
 from matr.model import MATR, sinusoidal_positions, span_memory_mask
 
 D = 64  # hidden size of the smoke preset
@@ -57,12 +57,18 @@ def test_unknown_config_keys_are_rejected_by_name(data: dict, field: str) -> Non
 
 
 @pytest.mark.parametrize("updates, field", [({"model.align_method": "dtw"}, "align_method"),
+                                            ({"model.align_cost": "l2"}, "align_cost"),
+                                            ({"model.align_temperature": 0.0}, "align_temperature"),
                                             ({"model.fusion": "sum"}, "fusion"),
                                             ({"model.num_heads": 5}, "num_heads"),
                                             ({"loss.fg": -1.0}, "fg")])
 def test_invalid_config_values_name_the_field(updates: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         override(preset("smoke"), updates)
+
+
+def test_config_cost_names_are_the_align_package_costs() -> None:
+    assert ALIGN_COSTS == COSTS
 
 
 def test_override_changes_only_the_named_field() -> None:
@@ -171,6 +177,20 @@ def test_each_alignment_method_gives_differentiable_per_pair_losses(planted_batc
     assert bool(torch.isfinite(out["align_pre"]).all() and torch.isfinite(out["align_post"]).all())
     (out["align_pre"].sum() + out["align_post"].sum()).backward()
     assert model.projection.net[0].weight.grad.abs().sum() > 0
+
+
+def test_align_cost_switch_changes_the_losses_and_the_hard_alignment_cost(planted_batch) -> None:
+    batch = planted_batch(num_pairs=3, seed=2)
+    cosine, contrastive = _model().eval(), _model(align_cost="contrastive", align_temperature=0.2).eval()
+    with torch.no_grad():
+        out_cos, out_con = cosine(batch), contrastive(batch)
+        et = contrastive.projection(batch["target"])
+        expected = hard_alignment(contrastive_cost(et, contrastive.projection(batch["query"]),
+                                                   batch["target_lengths"], 0.2),
+                                  batch["target_lengths"], batch["query_lengths"])
+    for name in ("align_pre", "align_post"):
+        assert not torch.allclose(out_cos[name], out_con[name])
+    assert torch.equal(out_con["A_pre"].matrix, expected.matrix)
 
 
 def test_decoder_off_feeds_encoder_features_only(planted_batch) -> None:

@@ -1,5 +1,6 @@
-"""Soft-DTW (Cuturi & Blondel, ICML 2017) with an analytic backward pass, its hard (``gamma -> 0``)
-alignment path, and the cosine cost of the paper (Sec. 3.2, "Dual-stage Sequence Alignment").
+"""Soft-DTW (Cuturi & Blondel, ICML 2017) with an analytic backward pass and its hard (``gamma -> 0``)
+alignment path (paper Sec. 3.2, "Dual-stage Sequence Alignment"); the costs are in
+:mod:`matr.align.costs`.
 
 Both DPs sweep the ``M + N - 1`` anti-diagonals of the table (storage described in
 :mod:`matr.align._tables`), one batched tensor operation per step, keeping only the last three
@@ -40,45 +41,6 @@ class HardAlignment(NamedTuple):
     matrix: Tensor
     start: Tensor
     end: Tensor
-
-
-class _CosineCost(torch.autograd.Function):
-    """``1 - cos`` with a hand-written backward pass: two batched matmuls and one fused pass over
-    each of ``Et``, ``Eq``, instead of autograd's chain through the norms (several passes over the
-    ``(B, M, d)`` tensors, the bulk of the cost at training sizes)."""
-
-    @staticmethod
-    def forward(ctx, Et: Tensor, Eq: Tensor, eps: float) -> Tensor:
-        norm_t, norm_q = Et.norm(dim=-1), Eq.norm(dim=-1)  # (B, M), (B, N)
-        scale = norm_t.clamp(min=eps)[:, :, None] * norm_q.clamp(min=eps)[:, None, :]  # (B, M, N)
-        cos = torch.bmm(Et, Eq.transpose(1, 2)) / scale
-        ctx.save_for_backward(Et, Eq, norm_t, norm_q, cos)
-        ctx.eps = eps
-        return 1.0 - cos
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor):
-        # d cos_ij / d Et_i = Eq_j / (|Et_i| |Eq_j|) - cos_ij Et_i / |Et_i|^2 (second term 0 where the
-        # norm is clamped), and symmetrically for Eq_j; dL/dcos = -grad.
-        Et, Eq, norm_t, norm_q, cos = ctx.saved_tensors
-        clamped_t, clamped_q = norm_t.clamp(min=ctx.eps), norm_q.clamp(min=ctx.eps)
-        weighted = grad * cos  # (B, M, N)
-        coef_t = weighted.sum(2) / clamped_t**2 * (norm_t > ctx.eps)  # (B, M)
-        coef_q = weighted.sum(1) / clamped_q**2 * (norm_q > ctx.eps)  # (B, N)
-        H = grad / (clamped_t[:, :, None] * clamped_q[:, None, :])
-        grad_t = torch.baddbmm(Et * coef_t[:, :, None], H, Eq, alpha=-1.0)
-        grad_q = torch.baddbmm(Eq * coef_q[:, :, None], H.transpose(1, 2), Et, alpha=-1.0)
-        return grad_t, grad_q, None
-
-
-def cosine_cost(Et: Tensor, Eq: Tensor, eps: float = 1e-8) -> Tensor:
-    """Cosine cost ``C[b, i, j] = 1 - cos(Et[b, i], Eq[b, j])``: ``(B, M, d), (B, N, d) -> (B, M, N)``.
-
-    Norms are clamped at ``eps``: a zero vector has cosine 0 with everything (cost 1), and values and
-    gradients stay finite. Computed in the inputs' dtype, with an analytic backward pass.
-    """
-    return _CosineCost.apply(Et, Eq, float(eps))
 
 
 def _start_diagonal(slab: Tensor, k: int, M: int, N: int, column: float, row: float) -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from matr.align._tables import BIG, dp_dtype
-from matr.align.dtw import cosine_cost
+from matr.align.costs import cosine_cost
 
 #: Floor on the cycle-back variance ``sigma^2`` (frames^2) of the regression variant: without it a
 #: confident but wrong cycle gives an unbounded loss, and a length-1 query divides by zero.
