@@ -25,15 +25,36 @@ Conventions (shared with :mod:`matr.span_ops`):
   ``TRUNCATION_TOLERANCE_S``); a stream that claims no duration cannot be checked, and its last
   frame then stands for any window after it.
 
-Seek rule (``seek=True``): decoding goes forward frame by frame, except when the keyframe at or
-before the next sample time lies beyond the last packet already read; the reader then seeks to
-that keyframe, which skips only packets that no later sample needs. Where the seek index does not
-reach the sample (MPEG-TS, raw streams, Matroska before its cues are read), the reader seeks when
-the sample lies more than ``MIN_SEEK_GAP_S`` seconds past the last decoded frame; a file that
-refuses to seek is decoded forward. ``seek=False`` decodes every frame: the baseline, and an escape hatch for
-files whose seeking is broken. How much seeking saves depends on the keyframe interval: a sample
-needs every frame from its keyframe on, so with keyframes every ``g <= c`` seconds about ``g / 2``
-seconds of video are decoded per ``c``-second window, and with ``g > c`` nearly everything.
+Decoding (``seek=True``, the default) does as little work as the exact answer allows:
+
+* Seek rule: decoding goes forward frame by frame, except when the keyframe at or before the next
+  sample time lies beyond the last packet already read; the reader then seeks to that keyframe,
+  which skips only packets that no later sample needs. MP4 indexes keyframes by decoding time,
+  which B-frames put before the presentation time; the index is read shifted back by that delay, so
+  a sample shown just before a keyframe does not seek back into the keyframe interval being
+  decoded. Where the seek index does not reach the sample (MPEG-TS, raw streams, Matroska before
+  its cues are read), the reader seeks when the sample lies more than ``MIN_SEEK_GAP_S`` seconds
+  past the last decoded frame; a file that refuses to seek is decoded forward.
+* Skip rule: a packet is decoded with FFmpeg's ``skip_frame="NONREF"``, which drops non-reference
+  frames (B-frames that no other frame is predicted from), whenever a packet shown after it, and
+  not after the next sample time, has already been read. The frame shown at the sample is then
+  never a dropped one, and no kept frame needs a dropped one, so every sample is exactly the frame
+  that decoding every frame gives.
+
+``seek=False`` decodes every frame: the baseline, and an escape hatch for files whose seeking is
+broken. How much the rules save depends on the keyframe interval ``g``: a sample needs every
+reference frame from its keyframe on, so with ``g <= c`` the reference frames of about ``g / 2``
+seconds are decoded per ``c``-second window, and with ``g > c`` nearly all of them.
+
+``exact=False`` (approximate, opt-in): each window gets the keyframe shown inside it nearest its
+sample time, and only keyframes are decoded (``skip_frame="NONKEY"``); a window that holds no
+keyframe gets its exact frame (or, in a file that refuses to seek, the last keyframe shown before
+it). With a keyframe every ``c`` seconds or less, that is one decoded frame per window; the frame
+may be shown up to ``c / 2`` seconds away from the sample time (its timestamp says where).
+
+``threads`` sets FFmpeg's decoder threads (frame and slice threading): ``0`` lets FFmpeg choose
+(one per core, plus one), ``1`` decodes on the calling thread (for data-loader workers that
+already keep every core busy).
 """
 
 from __future__ import annotations
@@ -124,14 +145,19 @@ def num_windows(duration: float, clip_length: float) -> int:
     return max(1, math.ceil((duration - _CONTENT_EPS_S) / clip_length))
 
 
+def window_bounds(duration: float, clip_length: float) -> np.ndarray:
+    """``[start, end]`` (seconds) of each window's content: ``(M, 2)``; a final partial window ends at ``duration``."""
+    starts = np.arange(num_windows(duration, clip_length), dtype=np.float64) * clip_length
+    ends = np.maximum(np.minimum(starts + clip_length, duration), starts)
+    return np.stack([starts, ends], axis=1)
+
+
 def sample_times(duration: float, clip_length: float) -> np.ndarray:
     """Time (seconds) at which each window's frame is taken, the middle of its content: ``(M,)``.
 
     That is the window centre ``(i + 0.5) * c``, except for a final partial window.
     """
-    starts = np.arange(num_windows(duration, clip_length), dtype=np.float64) * clip_length
-    ends = np.minimum(starts + clip_length, max(duration, 0.0))
-    return (starts + np.maximum(ends, starts)) / 2
+    return window_bounds(duration, clip_length).mean(axis=1)
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
@@ -197,25 +223,34 @@ def iter_frames(
     end: float | None = None,
     size: Size = None,
     seek: bool = True,
+    exact: bool = True,
+    threads: int = 0,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(timestamp, frame)`` for each window of the clip ``[start, end]`` (whole video by default).
 
     ``frame`` is ``(H, W, 3)`` uint8 RGB, upright, resized to ``size``; every frame has the size of
     the first. ``timestamp`` is its presentation time in seconds relative to ``start``. Frames are
-    produced one at a time, so memory stays bounded on long videos.
+    produced one at a time, so memory stays bounded on long videos. ``seek``, ``exact`` (``False``:
+    approximate keyframe sampling, needs ``seek``) and ``threads`` are described in the module
+    docstring.
     """
+    if not exact and not seek:
+        raise ValueError("exact=False needs seek=True: approximate sampling jumps from keyframe to keyframe")
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: FFmpeg's choice), got {threads}")
     info = video if isinstance(video, VideoInfo) else probe_video(video)
     clip_start, clip_duration = clip_bounds(info, start, end)
-    times = sample_times(clip_duration, clip_length)
-    with _open(info.path) as container:
+    windows = window_bounds(clip_duration, clip_length)
+    with _open(info.path, threads) as container:
         stream = container.streams.video[0]
         origin = _origin(container, stream)
+        zero = origin + clip_start
         cursor = _FrameCursor(container, stream, seek=seek)
         shape: tuple[int, int] | None = None
-        for t in times:
-            target = origin + clip_start + float(t)
+        for (low, high), target in zip(zero + windows, zero + windows.mean(axis=1)):
             try:
-                found = cursor.frame_at(target)
+                found = None if exact else cursor.keyframe_in(low, high, target)
+                found = found or cursor.frame_at(target)
             except av.FFmpegError as error:
                 raise VideoDecodeError(info.path, f"decoding failed near {target - origin:.2f} s ({error})") from error
             if found is None:
@@ -224,7 +259,7 @@ def iter_frames(
                 _check_not_truncated(info, cursor.decoded_end - origin, target - origin)
             frame_time, frame = found
             shape = shape or _output_shape(frame, size)
-            yield frame_time - origin - clip_start, _to_rgb(frame, shape)
+            yield frame_time - zero, _to_rgb(frame, shape)
         if cursor.rejected_packets:
             logger.warning("%s: skipped %d packets the decoder rejected", info.path, cursor.rejected_packets)
 
@@ -237,15 +272,19 @@ def sample_frames(
     end: float | None = None,
     size: Size = None,
     seek: bool = True,
+    exact: bool = True,
+    threads: int = 0,
 ) -> SampledVideo:
     """Decode one frame per ``clip_length`` window of a video (or of its clip ``[start, end]``).
 
-    See the module docstring for which frame each window gets. Returns all frames at once; use
-    :func:`iter_frames` to bound memory on long videos.
+    See the module docstring for which frame each window gets, and for ``seek``, ``exact`` and
+    ``threads``. Returns all frames at once; use :func:`iter_frames` to bound memory on long videos.
     """
     info = probe_video(path)
     clip_start, clip_duration = clip_bounds(info, start, end)
-    pairs = list(iter_frames(info, clip_length, start=start, end=end, size=size, seek=seek))
+    pairs = list(
+        iter_frames(info, clip_length, start=start, end=end, size=size, seek=seek, exact=exact, threads=threads)
+    )
     return SampledVideo(
         frames=np.stack([frame for _, frame in pairs]),
         timestamps=np.array([t for t, _ in pairs], dtype=np.float64),
@@ -267,16 +306,23 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
 
 
 class _FrameCursor:
-    """Walks one stream's decoded frames in presentation order, seeking forward when that skips work."""
+    """Walks one stream's decoded frames in presentation order, seeking and skipping where that saves work.
+
+    Times are seconds on the stream's clock. The seek and skip rules are those of the module docstring.
+    """
 
     def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, seek: bool):
         self._container = container
         self._stream = stream
         self._seek = seek
+        self._skip_nonref = seek
         self._time_base = _time_base(stream)
         self._first_time = float((stream.start_time or 0) * self._time_base)
         rate = stream.average_rate or stream.guessed_rate
         self._frame_interval = float(1 / rate) if rate else 0.0
+        self._index_delay = _index_delay(stream)
+        self._target_pts: int | None = None
+        self._keyframes_only = False
         self.rejected_packets = 0
         self._reset()
 
@@ -286,12 +332,18 @@ class _FrameCursor:
         self._shown: tuple[float, av.VideoFrame] | None = None
         self._ahead: tuple[float, av.VideoFrame] | None = None
         self._read_position: int | None = None
+        self._latest_pts: int | None = None
         self._last_end: float | None = None
         self.exhausted = False
         self.decoded_end = -math.inf
 
     def frame_at(self, t: float) -> tuple[float, av.VideoFrame] | None:
-        """``(time, frame)`` of the frame shown at ``t`` seconds (stream clock); ``None`` if the stream has none."""
+        """``(time, frame)`` of the frame shown at ``t``; ``None`` if the stream has none."""
+        self._target_pts = self._pts(t)
+        if self._keyframes_only:
+            self._keyframes_only = False
+            if self._seek:
+                self._seek_before(t)
         if self._seek and self._should_seek(t):
             self._seek_before(t)
         while True:
@@ -302,6 +354,34 @@ class _FrameCursor:
             self._ahead = self._next_frame()
             if self._ahead is None:
                 return self._shown
+
+    def keyframe_in(self, low: float, high: float, t: float) -> tuple[float, av.VideoFrame] | None:
+        """``(time, frame)`` of the keyframe shown in ``[low, high)`` nearest ``t``; ``None`` if there is none.
+
+        Only keyframes are decoded, so a later :meth:`frame_at` seeks back to recover the others;
+        to keep that rare, nothing is decoded unless the seek index has a keyframe in the window.
+        """
+        if not self._indexed_keyframe_in(low, high):
+            return None
+        self._keyframes_only = True
+        if self._seek and self._should_seek(low):
+            self._seek_before(low)
+        best = None
+        while True:
+            if self._ahead is None:
+                self._ahead = self._next_frame()
+            if self._ahead is None or self._ahead[0] >= high:
+                return best
+            time, frame = self._shown = self._ahead
+            self._ahead = None
+            if time >= low and frame.key_frame and (best is None or abs(time - t) < abs(best[0] - t)):
+                best = (time, frame)
+
+    def _indexed_keyframe_in(self, low: float, high: float) -> bool:
+        """Whether the seek index lists a keyframe shown in ``[low, high)`` (presentation times estimated)."""
+        index = self._stream.index_entries
+        entry = index.search_timestamp(self._pts(high) - self._index_delay - 1, backward=True)
+        return entry >= 0 and index[entry].timestamp + self._index_delay >= self._pts(low)
 
     def _should_seek(self, t: float) -> bool:
         """The seek rule of the module docstring.
@@ -315,7 +395,7 @@ class _FrameCursor:
         target = self._pts(t)
         index = self._stream.index_entries
         if len(index) > 1 and index[len(index) - 1].timestamp >= self._pts(t - MIN_SEEK_GAP_S):
-            entry = index.search_timestamp(target, backward=True)
+            entry = index.search_timestamp(target - self._index_delay, backward=True)
             position = self._read_position if self._read_position is not None else index[0].timestamp
             return entry >= 0 and index[entry].timestamp > position
         position = self._last_end if self._last_end is not None else self._first_time
@@ -351,13 +431,7 @@ class _FrameCursor:
             if packet is None:
                 self.exhausted = True
                 continue
-            stamp = packet.pts if packet.pts is not None else packet.dts
-            if stamp is not None:
-                self._read_position = stamp if self._read_position is None else max(self._read_position, stamp)
-            try:
-                self._decoded.extend(packet.decode())
-            except av.InvalidDataError:
-                self.rejected_packets += 1
+            self._decode(packet)
         frame = self._decoded.popleft()
         if frame.pts is not None:
             time = float(frame.pts * self._time_base)
@@ -368,12 +442,41 @@ class _FrameCursor:
         self.decoded_end = max(self.decoded_end, self._last_end)
         return time, frame
 
+    def _decode(self, packet: av.Packet) -> None:
+        """Send one packet to the decoder under the skip rule; a packet it rejects is counted and dropped.
+
+        While decoding keyframes only, ``decoded_end`` follows the packets read, so that the
+        frames dropped unseen do not look like a truncated file.
+        """
+        self._stream.codec_context.skip_frame = self._skip_mode(packet)
+        stamp = packet.pts if packet.pts is not None else packet.dts
+        if stamp is not None:
+            self._read_position = stamp if self._read_position is None else max(self._read_position, stamp)
+        if packet.pts is not None:
+            self._latest_pts = packet.pts if self._latest_pts is None else max(self._latest_pts, packet.pts)
+            if self._keyframes_only:
+                end = float((packet.pts + (packet.duration or 0)) * self._time_base)
+                self.decoded_end = max(self.decoded_end, end)
+        try:
+            self._decoded.extend(packet.decode())
+        except av.InvalidDataError:
+            self.rejected_packets += 1
+
+    def _skip_mode(self, packet: av.Packet) -> str:
+        """FFmpeg ``skip_frame`` for ``packet``: the skip rule, evaluated before ``packet`` counts as read."""
+        if self._keyframes_only:
+            return "NONKEY"
+        latest, target = self._latest_pts, self._target_pts
+        if not self._skip_nonref or packet.pts is None or latest is None or target is None:
+            return "DEFAULT"
+        return "NONREF" if packet.pts < latest <= target else "DEFAULT"
+
     def _pts(self, seconds: float) -> int:
         return math.floor(seconds / self._time_base)
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
-    """Open a file holding a video stream, or raise :class:`VideoDecodeError`."""
+def _open(path: str | os.PathLike, threads: int = 0) -> av.container.InputContainer:
+    """Open a file holding a video stream, decoded with ``threads`` threads, or raise :class:`VideoDecodeError`."""
     file = Path(path)
     if not file.is_file():
         raise VideoDecodeError(path, "no such file")
@@ -386,12 +489,26 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(path, "the file has no video stream")
-    container.streams.video[0].thread_type = "AUTO"
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
     return container
 
 
 def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
     return stream.time_base or Fraction(1, 90000)
+
+
+def _index_delay(stream: av.video.stream.VideoStream) -> int:
+    """Ticks by which the seek index runs ahead of presentation time: B-frames' decoding delay in MP4.
+
+    MP4 indexes keyframes by decoding time, and the first keyframe is shown at the stream's start;
+    indexes keyed by presentation time (Matroska) give 0.
+    """
+    index = stream.index_entries
+    if len(index) == 0 or stream.start_time is None:
+        return 0
+    return max(0, stream.start_time - index[0].timestamp)
 
 
 def _origin(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:

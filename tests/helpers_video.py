@@ -35,6 +35,14 @@ def read_barcode(image: np.ndarray) -> int:
     return index
 
 
+def count_frames(path: str | os.PathLike, skip_frame: str = "DEFAULT") -> int:
+    """Number of frames FFmpeg outputs when decoding ``path`` with ``skip_frame`` (e.g. ``"NONREF"``)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = skip_frame
+        return sum(1 for _ in container.decode(stream))
+
+
 def write_video(
     path: str | os.PathLike,
     num_frames: int,
@@ -46,11 +54,14 @@ def write_video(
     rotation: float | None = None,
     images: Sequence[np.ndarray] | None = None,
     options: dict[str, str] | None = None,
+    bframes: int = 0,
 ) -> Path:
-    """Write ``num_frames`` barcode frames (or ``images``) to ``path``.
+    """Write ``num_frames`` barcode frames (or ``images``) to ``path``, a keyframe every ``gop`` frames.
 
     Constant ``fps`` by default; ``times_ms`` gives each frame's presentation time in milliseconds
     (variable frame rate). ``rotation`` sets the display matrix (degrees counter-clockwise).
+    ``bframes > 0`` (libx264) puts that many B-frames between reference frames, as x264's presets
+    from ``superfast`` on do (3), the middle one a reference (``b-pyramid``), the others not.
     """
     container = av.open(str(path), "w", options=options or {})
     stream = container.add_stream(codec, rate=fps)
@@ -60,6 +71,8 @@ def write_video(
     stream.codec_context.gop_size = gop
     if codec == "libx264":
         stream.options = {"crf": "12", "preset": "ultrafast"}
+        if bframes:
+            stream.options = {"crf": "12", "preset": "medium", "x264-params": f"bframes={bframes}:b-adapt=0"}
     if times_ms is not None:
         stream.codec_context.time_base = Fraction(1, 1000)
     if rotation is not None:

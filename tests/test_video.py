@@ -1,14 +1,15 @@
-"""Sparse decoding in matr.video: which frame each window gets, seeking, messy files, real clips."""
+"""Sparse decoding in matr.video: which frame each window gets, seeking, skipping, approximation, messy files."""
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_video import HEIGHT, WIDTH, read_barcode, write_video
+from helpers_video import HEIGHT, WIDTH, count_frames, read_barcode, write_video
 
 from matr import video as video_module
 from matr.video import (
@@ -21,6 +22,7 @@ from matr.video import (
     sample_frames,
     sample_times,
     upright,
+    window_bounds,
 )
 
 
@@ -48,6 +50,35 @@ def long_video(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("long") / "long.mp4", 400, gop=7)
 
 
+@pytest.fixture(scope="module")
+def bframe_video(tmp_path_factory) -> Path:
+    """40 s at 10 fps, a keyframe every 2 s, 3 B-frames between reference frames (2 of them non-reference)."""
+    path = write_video(tmp_path_factory.mktemp("bframes") / "bframes.mp4", 400, gop=20, bframes=3)
+    assert count_frames(path, "NONREF") < 0.7 * count_frames(path), "the fixture should hold non-reference frames"
+    return path
+
+
+@pytest.fixture(scope="module")
+def sparse_key_video(tmp_path_factory) -> Path:
+    """22 s at 10 fps with B-frames and a keyframe every 2.5 s (frames 0, 25, ..., 200)."""
+    return write_video(tmp_path_factory.mktemp("gop25") / "gop25.mp4", 220, gop=25, bframes=3)
+
+
+def _record_decoded(monkeypatch) -> list[float]:
+    """Record the time of every frame the cursor decodes from now on."""
+    times: list[float] = []
+    next_frame = video_module._FrameCursor._next_frame
+
+    def recording(cursor):
+        found = next_frame(cursor)
+        if found is not None:
+            times.append(found[0])
+        return found
+
+    monkeypatch.setattr(video_module._FrameCursor, "_next_frame", recording)
+    return times
+
+
 def test_windows_cover_the_video_and_a_partial_tail():
     assert num_windows(10.0, 2.0) == 5
     assert num_windows(10.0004, 2.0) == 5
@@ -55,6 +86,7 @@ def test_windows_cover_the_video_and_a_partial_tail():
     assert num_windows(0.0, 2.0) == 1
     np.testing.assert_allclose(sample_times(5.0, 2.0), [1.0, 3.0, 4.5])
     np.testing.assert_allclose(sample_times(0.0, 2.0), [0.0])
+    np.testing.assert_allclose(window_bounds(5.0, 2.0), [[0.0, 2.0], [2.0, 4.0], [4.0, 5.0]])
 
 
 def test_each_window_gets_the_frame_shown_at_its_centre(cfr_video):
@@ -89,17 +121,75 @@ def test_seeking_returns_the_same_frames_as_decoding_everything(long_video):
 
 
 def test_seeking_decodes_far_fewer_frames(long_video, monkeypatch):
-    decoded = {"count": 0}
-    next_frame = video_module._FrameCursor._next_frame
-
-    def counting(cursor):
-        found = next_frame(cursor)
-        decoded["count"] += found is not None
-        return found
-
-    monkeypatch.setattr(video_module._FrameCursor, "_next_frame", counting)
+    decoded = _record_decoded(monkeypatch)
     sample_frames(long_video, 2.0, seek=True)
-    assert decoded["count"] < 400 / 3
+    assert len(decoded) < 400 / 3
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+@pytest.mark.parametrize("clip_length", [2.0, 0.7, 0.3])
+def test_skipping_nonreference_frames_keeps_every_sample_exact(bframe_video, clip_length, threads):
+    sparse = sample_frames(bframe_video, clip_length, threads=threads)
+    full = sample_frames(bframe_video, clip_length, seek=False, threads=threads)
+    expected = [min(399, math.floor(t * 10 + 1e-9)) for t in sample_times(40.0, clip_length)]
+    assert _indices(sparse) == expected
+    np.testing.assert_array_equal(sparse.frames, full.frames)
+    np.testing.assert_array_equal(sparse.timestamps, full.timestamps)
+
+
+def test_skipping_nonreference_frames_decodes_fewer_frames(bframe_video, monkeypatch):
+    decoded = _record_decoded(monkeypatch)
+    sample_frames(bframe_video, 2.0, threads=1)
+    skipping = len(decoded)
+    decoded.clear()
+    monkeypatch.setattr(video_module._FrameCursor, "_skip_mode", lambda cursor, packet: "DEFAULT")
+    sample_frames(bframe_video, 2.0, threads=1)
+    assert skipping < 0.75 * len(decoded)
+
+
+def test_a_sample_shown_just_before_a_keyframe_decodes_no_frame_twice(bframe_video, monkeypatch):
+    # MP4 indexes the keyframe at 2 s by its decoding time, 0.2 s earlier: read unshifted, the index
+    # would send the reader back to the keyframe at 0 s for the sample at 1.9 s.
+    decoded = _record_decoded(monkeypatch)
+    sampled = sample_frames(bframe_video, 3.8 / 3, end=3.8, threads=1)
+    assert _indices(sampled) == [6, 19, 31]
+    assert len(decoded) == len(set(decoded))
+
+
+@pytest.mark.parametrize(
+    ("clip_length", "expected"),
+    [
+        # [8, 10) and [18, 20) hold no keyframe: they get their exact frame.
+        (2.0, [0, 25, 50, 75, 90, 100, 125, 150, 175, 190, 200]),
+        # [0, 3) and [15, 18) hold two: the one nearer the centre wins; [21, 22) holds none.
+        (3.0, [25, 50, 75, 100, 125, 175, 200, 215]),
+    ],
+)
+def test_approximate_sampling_takes_the_keyframe_nearest_each_window_centre(sparse_key_video, clip_length, expected):
+    approximate = sample_frames(sparse_key_video, clip_length, exact=False, threads=1)
+    assert _indices(approximate) == expected
+    np.testing.assert_allclose(approximate.timestamps, np.array(expected) / 10)
+
+
+@pytest.mark.parametrize(("clip_length", "at_most"), [(2.0, 0.5), (0.5, 1.1)])
+def test_approximate_sampling_decodes_fewer_frames_where_windows_hold_keyframes(
+    sparse_key_video, monkeypatch, clip_length, at_most
+):
+    # Windows shorter than the keyframe interval mostly hold none: no more work than exact sampling.
+    decoded = _record_decoded(monkeypatch)
+    sample_frames(sparse_key_video, clip_length, exact=False, threads=1)
+    approximate = len(decoded)
+    decoded.clear()
+    sample_frames(sparse_key_video, clip_length, threads=1)
+    assert approximate <= at_most * len(decoded)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"), [({"exact": False, "seek": False}, "needs seek=True"), ({"threads": -1}, "threads")]
+)
+def test_invalid_decoding_options_are_rejected(cfr_video, options, message):
+    with pytest.raises(ValueError, match=message):
+        sample_frames(cfr_video, 1.0, **options)
 
 
 def test_subclip_is_sampled_relative_to_its_start(cfr_video):
