@@ -3,6 +3,8 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 PROFILE ?= demo
+FROM ?=
+ONLY ?=
 
 .PHONY: report test bench clean-venv
 
@@ -12,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 report: $(VENV)/.installed
-	$(PY) -m matr report --profile $(PROFILE)
+	$(PY) -m matr report --profile $(PROFILE) $(if $(FROM),--from $(FROM)) $(if $(ONLY),--only $(ONLY))
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
@@ -22,6 +24,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_align.py
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_decode.py
+	$(PY) benchmarks/bench_train.py
 
 clean-venv:
 	rm -rf $(VENV)

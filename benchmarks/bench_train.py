@@ -1,0 +1,140 @@
+"""Benchmark: training throughput (pairs/s) and the latency of ``localize`` on a 10-minute video.
+
+Training: pre-training and finetuning through :func:`matr.train.fit` (data loading, forward, loss,
+backward, AdamW; no validation) on the shapes of the synthetic ``demo`` data set's training split
+(150 targets of 30-60 s, 300 pairs; one frame per 2 s). The features are random: throughput
+depends on shapes, not values, and this way the benchmark needs no rendering or CLIP extraction.
+Cases: the ``smoke`` and ``demo`` model presets, at the batch sizes of the profiles that use them.
+Pre-training pairs are the clips of :class:`matr.data.PretrainingDataset` (two per video, with
+augmentation). The first epoch is a warm-up and is not timed.
+
+Localize: :func:`matr.inference.localize_features` on 300 frames of cached features (10 minutes at
+one frame per 2 s) and an 8-frame query, in eval mode, for each preset: one window where the
+model's ``max_target_frames`` covers the video, overlapping windows where it does not (``smoke``:
+256 frames -> 2 windows; ``demo`` forced to 128 frames -> 4 windows). Median of 5 runs after one
+warm-up run.
+
+Run: ``.venv/bin/python benchmarks/bench_train.py`` (a few minutes on 2 CPU cores). Prints a table
+and writes ``benchmarks/results/bench_train.json``. On a machine without a GPU everything runs on
+the CPU and the JSON says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from matr.config import override, preset
+from matr.data import InMemoryFeatures, PairDataset, PairRecord, PretrainingDataset
+from matr.data.synthetic import PROFILES as SYNTHETIC_PROFILES
+from matr.data.synthetic import plan_dataset
+from matr.inference import localize_features, plan_windows
+from matr.io import write_json
+from matr.model import MATR
+from matr.profiles import get_profile
+from matr.provenance import provenance
+from matr.train import fit
+from matr.video import num_windows
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_train.json"
+CLIP_LENGTH = 2.0
+LOCALIZE_FRAMES = 300  # 10 minutes at one frame per 2 s
+QUERY_FRAMES = 8
+
+
+def demo_training_data(seed: int = 0) -> tuple[InMemoryFeatures, list[PairRecord]]:
+    """Random features with the lengths of the ``demo`` training split, and its pair records."""
+    plan = plan_dataset(SYNTHETIC_PROFILES["demo"], seed)
+    rng = np.random.default_rng(seed)
+    features = {spec.video_id: rng.standard_normal((num_windows(spec.duration, CLIP_LENGTH), 512)).astype(np.float32)
+                for spec in plan.videos if spec.video_id.startswith("train_")}
+    records = [PairRecord(pair_id=f"{row['qid']}->{row['vid']}", query_video=row["qid"], target_video=row["vid"],
+                          duration=row["duration"], windows=(tuple(row["relevant_windows"][0]),),
+                          action_class=row["action_class"], split="train")
+               for row in plan.annotations["train"]]
+    return InMemoryFeatures(features, CLIP_LENGTH), records
+
+
+def time_training(profile_name: str, stage: str, source: InMemoryFeatures, records: list[PairRecord],
+                  epochs: int, device: str) -> dict[str, Any]:
+    """Pairs per second of ``stage`` (``pretrain`` / ``finetune``) with the settings of a profile."""
+    profile = get_profile(profile_name)
+    config = profile.model_config()
+    limits = {"max_query_frames": config.model.max_query_frames, "max_target_frames": config.model.max_target_frames}
+    if stage == "pretrain":
+        dataset = PretrainingDataset(sorted({r.target_video for r in records}), source, profile.pretrain_config(),
+                                     **limits)
+    else:
+        dataset = PairDataset(records, source, train=True, seed=profile.seed, **limits)
+    train_config = dataclasses.replace(profile.train_config(epochs), device=device)
+    with tempfile.TemporaryDirectory() as folder:
+        fit(config, dataclasses.replace(train_config, epochs=1), dataset, folder, progress=False)
+        started = time.perf_counter()
+        fit(config, train_config, dataset, folder, progress=False)  # resumes after the warm-up epoch
+        seconds = time.perf_counter() - started
+    timed_epochs = epochs - 1
+    return {"profile": profile_name, "preset": profile.model_preset, "stage": stage, "device": device,
+            "batch_size": profile.batch_size, "pairs_per_epoch": len(dataset), "timed_epochs": timed_epochs,
+            "seconds": round(seconds, 3), "pairs_per_second": round(len(dataset) * timed_epochs / seconds, 1)}
+
+
+def time_localize(preset_name: str, max_target_frames: int | None, device: str, repeats: int = 5) -> dict[str, Any]:
+    """Median seconds of ``localize_features`` on 300 cached frames."""
+    config = preset(preset_name)
+    if max_target_frames is not None:
+        config = override(config, {"model.max_target_frames": max_target_frames})
+    torch.manual_seed(0)
+    model = MATR(config).to(device).eval()
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((LOCALIZE_FRAMES, 512)).astype(np.float32)
+    query = rng.standard_normal((QUERY_FRAMES, 512)).astype(np.float32)
+    localize_features(model, query, target, CLIP_LENGTH)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        localize_features(model, query, target, CLIP_LENGTH)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    windows = len(plan_windows(LOCALIZE_FRAMES, config.model.max_target_frames))
+    return {"preset": preset_name, "max_target_frames": config.model.max_target_frames, "windows": windows,
+            "device": device, "target_frames": LOCALIZE_FRAMES, "query_frames": QUERY_FRAMES,
+            "median_seconds": round(statistics.median(times), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per training case, the first untimed (default 3)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    source, records = demo_training_data()
+    training = [time_training(profile, stage, source, records, args.epochs, args.device)
+                for profile in ("smoke", "demo") for stage in ("pretrain", "finetune")]
+    localize = [time_localize(name, limit, args.device) for name, limit in
+                (("smoke", None), ("demo", None), ("demo", 128), ("paper", None))]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    note = f"GPU: {gpu}" if gpu else "no GPU on this machine: every number is CPU-only"
+    print(note)
+    print(f"{'profile':8} {'preset':7} {'stage':9} {'batch':>5} {'pairs/epoch':>11} {'pairs/s':>8}")
+    for row in training:
+        print(f"{row['profile']:8} {row['preset']:7} {row['stage']:9} {row['batch_size']:>5} "
+              f"{row['pairs_per_epoch']:>11} {row['pairs_per_second']:>8.1f}")
+    print(f"\nlocalize_features on {LOCALIZE_FRAMES} cached frames (10 min), {QUERY_FRAMES}-frame query")
+    print(f"{'preset':7} {'max M':>6} {'windows':>7} {'median s':>9}")
+    for row in localize:
+        print(f"{row['preset']:7} {row['max_target_frames']:>6} {row['windows']:>7} {row['median_seconds']:>9.3f}")
+    write_json(RESULTS, {"note": note, "training": training, "localize": localize,
+                         "provenance": provenance(benchmark="bench_train", epochs=args.epochs)})
+    print(f"\nwritten to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
