@@ -11,7 +11,7 @@ baseline read from one prediction source, with the fields that match it to the p
     workdir/eval/<split>/variants/<variant>/      predictions.jsonl + metrics.json (heads, A_pre, A_post)
     workdir/eval/<split>/baselines/<method>/      the same for Random and Video Match
 
-``runs/pretrain`` is exactly the run of :func:`matr.pipeline.pretrain`, so the two share it.
+``runs/pretrain`` (with augmentation) is shared by every variant that starts from pre-training.
 Evaluations are reused while the checkpoint (path, size, modification time) and the evaluation
 settings are unchanged. Artifacts for the report follow the contract of :mod:`matr.report`.
 

@@ -1,40 +1,32 @@
-"""The experiment as small resumable steps: data, pre-training, finetuning, evaluation.
+"""Resumable building blocks shared by the command line and the notebooks.
 
-Each step takes a :class:`~matr.profiles.Profile` and a working folder and skips work already
-done, so an interrupted run continues where it stopped::
+A working folder (:class:`Workspace`) holds everything a profile's runs produce, so an interrupted
+run continues where it stopped::
 
     workdir/data/                       synthetic videos + annotations (profiles with ``synthetic``)
     workdir/features/                   CLIP feature store (:class:`matr.features.FeatureStore`)
-    workdir/runs/{pretrain,finetune,scratch}/   checkpoints and per-epoch logs (:func:`matr.train.fit`)
-    workdir/eval/{split}/{method}/      predictions.jsonl + metrics.json of one method
-    workdir/eval/{split}/metrics.{csv,json}   one table of every method, with provenance
-    workdir/timings.json                wall-clock seconds of the last run of each step that did work
+    workdir/runs/<name>/                checkpoints and per-epoch logs (:func:`matr.train.fit`)
+    workdir/eval/<split>/...            predictions.jsonl + metrics.json of each evaluation
 
-The same building blocks serve the command line (``matr train``, ``matr evaluate``, ...):
-:func:`pretrain_model`, :func:`finetune_model`, :func:`evaluate_checkpoint`,
-:func:`evaluate_baseline`. Methods of the table: MATR's prediction heads, the spans of its hard
-alignments A_pre and A_post (paper Table 4), MATR finetuned without pre-training (when the profile
-asks for it, Table 3), and the Random and Video Match baselines (Table 1).
+:func:`prepare_data` renders the synthetic data (or reads the user's) and extracts the features of
+every video used; :func:`pretrain_model`, :func:`finetune_model`, :func:`evaluate_checkpoint` and
+:func:`evaluate_baseline` train and evaluate; :func:`silent_choices` gathers the choices where the
+paper is silent for the report. The named model variants behind each table of the paper are in
+:mod:`matr.experiments`.
 """
 
 from __future__ import annotations
 
-import csv
 import importlib
 import inspect
-import io
-import json
 import logging
 import os
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
 from matr.baselines import VideoMatchConfig, random_baseline, video_match_batch
@@ -44,13 +36,11 @@ from matr.data import PairDataset, PairRecord, PretrainConfig, PretrainingDatase
 from matr.data.annotations import load_annotations
 from matr.data.dataset import FeatureSource
 from matr.data.synthetic import render_dataset
-from matr.evaluate import EvalResult, predict, write_evaluation
+from matr.evaluate import EvalResult, predict
 from matr.features import ClipEncoder, FeatureStore, WeightsUnavailableError, extract_features, load_clip_encoder
 from matr.inference import find_videos, weights_from_tag
-from matr.io import read_jsonl, write_json, write_text
 from matr.postprocess import RankedSpan
 from matr.profiles import WEIGHTS_AUTO, Profile
-from matr.provenance import is_random_init, provenance
 from matr.train import TrainConfig, TrainResult, fit
 
 log = logging.getLogger(__name__)
@@ -58,9 +48,6 @@ log = logging.getLogger(__name__)
 MODEL_SOURCES: tuple[str, ...] = ("heads", "A_pre", "A_post")
 BASELINES: tuple[str, ...] = ("random", "video_match")
 TABLE_METRICS: tuple[str, ...] = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU", "VRL_IoU_mean", "num_pairs")
-_METHOD_NAMES = {("finetune", "heads"): "MATR", ("finetune", "A_pre"): "MATR, span of A_pre",
-                 ("finetune", "A_post"): "MATR, span of A_post", ("scratch", "heads"): "MATR, no pre-training",
-                 ("baseline", "random"): "Random", ("baseline", "video_match"): "Video Match"}
 
 
 @dataclass(frozen=True)
@@ -83,10 +70,6 @@ class Workspace:
     def evaluation(self, split: str) -> Path:
         return self.root / "eval" / split
 
-    @property
-    def timings(self) -> Path:
-        return self.root / "timings.json"
-
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -108,26 +91,6 @@ class PreparedData:
         if split not in self.annotations:
             raise ValueError(f"no annotations of split {split!r}; found {sorted(self.annotations)}")
         return stored_records(load_annotations(self.annotations[split], split), self.store)
-
-
-@dataclass
-class MethodTable:
-    """Metrics of every method on one split: ``rows`` of ``{"method", "run", "source", metric: value}``."""
-
-    split: str
-    rows: list[dict[str, Any]]
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class PipelineResult:
-    """What :func:`run_pipeline` produced."""
-
-    profile: Profile
-    workspace: Workspace
-    weights_tag: str
-    tables: dict[str, MethodTable]
-    timings: dict[str, float]
 
 
 def stored_records(records: Sequence[PairRecord], store: FeatureStore) -> list[PairRecord]:
@@ -280,134 +243,7 @@ def prepare_data(profile: Profile, workdir: str | os.PathLike, *, progress: bool
     return data
 
 
-def pretrain(profile: Profile, workdir: str | os.PathLike, *, progress: bool | None = None) -> TrainResult | None:
-    """Pre-train on the training split's target videos into ``workdir/runs/pretrain`` (None if the profile has none)."""
-    if profile.pretrain_epochs == 0:
-        return None
-    data = open_data(profile, workdir)
-    videos = sorted({record.target_video for record in data.records(profile.train_split)})
-    return pretrain_model(profile.model_config(), profile.train_config(profile.pretrain_epochs),
-                          feature_source(data.store), videos, Workspace(Path(workdir)).run("pretrain"),
-                          pretrain_config=profile.pretrain_config(),
-                          info=run_info(data, dataset=profile.dataset, split=profile.train_split,
-                                        profile=profile.name), progress=progress)
-
-
-def finetune(profile: Profile, workdir: str | os.PathLike, init_from: str | os.PathLike | None = None,
-             name: str = "finetune", *, progress: bool | None = None) -> TrainResult:
-    """Finetune on the training split into ``workdir/runs/{name}``, starting from ``init_from`` if given."""
-    data = open_data(profile, workdir)
-    return finetune_model(profile.model_config(), profile.train_config(profile.finetune_epochs),
-                          feature_source(data.store), data.records(profile.train_split),
-                          Workspace(Path(workdir)).run(name), val_records=data.records(profile.val_split),
-                          init_from=init_from,
-                          info=run_info(data, dataset=profile.dataset, split=profile.train_split,
-                                        profile=profile.name), progress=progress)
-
-
-def evaluate_methods(profile: Profile, workdir: str | os.PathLike, split: str) -> MethodTable:
-    """Evaluate MATR (heads, A_pre, A_post; no pre-training) and the baselines on ``split``: one table.
-
-    Writes every method's predictions and metrics, and ``metrics.csv`` / ``metrics.json``, into
-    ``workdir/eval/{split}``. Skipped when that table exists for the same profile and checkpoints.
-    """
-    workspace = Workspace(Path(workdir))
-    data = open_data(profile, workdir)
-    checkpoints = _checkpoints(profile, workspace)
-    if "finetune" not in checkpoints:
-        log.warning("no finetuned checkpoint in %s: the table of split %s holds the baselines only",
-                    workspace.run("finetune"), split)
-    signature = _evaluation_signature(profile, workspace, split)
-    done = _load_table(workspace.evaluation(split) / "metrics.json", signature)
-    if done is not None:
-        return done
-    records, source = data.records(split), feature_source(data.store)
-    base = {"dataset": data.dataset, "split": split, "seed": profile.seed, "weights_tag": data.weights_tag,
-            "profile": profile.name}
-    rows = []
-    for run, checkpoint in checkpoints.items():
-        sources = MODEL_SOURCES if run == "finetune" else ("heads",)
-        result, stored = evaluate_checkpoint(checkpoint, source, records, sources=sources, top_k=profile.top_k,
-                                             nms_threshold=profile.nms_threshold, device=_device(profile.device))
-        info = {**base, "method": "MATR", "run": run, "checkpoint": str(checkpoint), "epoch": stored.get("epoch"),
-                "config": stored.get("config")}
-        rows += _rows(run, write_evaluation(workspace.evaluation(split) / run, result, provenance(**info)))
-    for method in BASELINES:
-        result = evaluate_baseline(method, source, records, seed=profile.seed, top_k=profile.top_k)
-        info = {**base, "method": method, "config": {"top_k": profile.top_k}}
-        rows += _rows("baseline", write_evaluation(workspace.evaluation(split) / method, result, provenance(**info)))
-    table = MethodTable(split, rows, provenance(**base, signature=signature))
-    write_table(workspace.evaluation(split), table)
-    return table
-
-
-def run_pipeline(profile: Profile, workdir: str | os.PathLike, *, progress: bool = False) -> PipelineResult:
-    """Every step in order: data, pre-training, finetuning (and without pre-training), evaluation."""
-    workspace = Workspace(Path(workdir))
-    workspace.root.mkdir(parents=True, exist_ok=True)
-    timings = _read_timings(workspace)
-    data = _timed(timings, workspace, "prepare_data", lambda: prepare_data(profile, workdir, progress=progress),
-                  done=lambda: _extracted(profile, workdir))
-    pre = _timed(timings, workspace, "pretrain", lambda: pretrain(profile, workdir),
-                 done=lambda: _trained(workspace.run("pretrain"), profile.pretrain_epochs))
-    init = None if pre is None else pre.last_checkpoint
-    _timed(timings, workspace, "finetune", lambda: finetune(profile, workdir, init_from=init),
-           done=lambda: _trained(workspace.run("finetune"), profile.finetune_epochs))
-    if profile.scratch:
-        _timed(timings, workspace, "scratch", lambda: finetune(profile, workdir, name="scratch"),
-               done=lambda: _trained(workspace.run("scratch"), profile.finetune_epochs))
-    tables = {split: _timed(timings, workspace, f"evaluate_{split}",
-                            lambda s=split: evaluate_methods(profile, workdir, s),
-                            done=lambda s=split: _evaluated(profile, workspace, s))
-              for split in profile.eval_splits}
-    return PipelineResult(profile, workspace, data.weights_tag, tables, timings)
-
-
 # --- Tables and helpers -------------------------------------------------------------------------
-
-def write_table(folder: Path, table: MethodTable) -> None:
-    """``metrics.csv`` (one row per method) and ``metrics.json`` (rows + provenance) in ``folder``."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["method", "run", "source", *TABLE_METRICS], extrasaction="ignore",
-                            lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table.rows)
-    write_text(folder / "metrics.csv", buffer.getvalue())
-    write_json(folder / "metrics.json", {"split": table.split, "rows": table.rows, "provenance": table.provenance})
-
-
-def _checkpoints(profile: Profile, workspace: Workspace) -> dict[str, Path]:
-    """The checkpoint to evaluate of each finished training run (``finetune``, ``scratch``)."""
-    return {run: path for run in ("finetune", "scratch")
-            if (path := workspace.run(run) / f"{profile.checkpoint}.pt").is_file()}
-
-
-def _evaluation_signature(profile: Profile, workspace: Workspace, split: str) -> dict[str, Any]:
-    """What an evaluation table depends on: the profile, the split and the checkpoints' files."""
-    return {"profile": profile.to_dict(), "split": split,
-            "checkpoints": {run: [str(path), path.stat().st_mtime_ns, path.stat().st_size]
-                            for run, path in _checkpoints(profile, workspace).items()}}
-
-
-def _evaluated(profile: Profile, workspace: Workspace, split: str) -> bool:
-    path = workspace.evaluation(split) / "metrics.json"
-    return _load_table(path, _evaluation_signature(profile, workspace, split), quiet=True) is not None
-
-
-def _load_table(path: Path, signature: dict[str, Any], quiet: bool = False) -> MethodTable | None:
-    if not path.is_file():
-        return None
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    if json.loads(json.dumps(signature)) != stored.get("provenance", {}).get("signature"):
-        return None
-    if not quiet:
-        log.info("%s is up to date; evaluation skipped", path)
-    return MethodTable(stored["split"], stored["rows"], stored["provenance"])
-
-
-def _rows(run: str, scores: Mapping[str, Mapping[str, float]]) -> list[dict[str, Any]]:
-    return [{"method": _METHOD_NAMES[(run, source)], "run": run, "source": source,
-             **{key: metrics[key] for key in TABLE_METRICS}} for source, metrics in scores.items()]
 
 
 def find_annotations(folder: Path) -> dict[str, Path]:
@@ -452,44 +288,8 @@ def _user_data(profile: Profile) -> Path:
     return Path(profile.data)
 
 
-def _device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def _clip_device(name: str) -> str | None:
     return None if name == "auto" else name
-
-
-def _extracted(profile: Profile, workdir: str | os.PathLike) -> bool:
-    try:
-        data = open_data(profile, workdir)
-        return all(data.store.has(r.query_video) and data.store.has(r.target_video)
-                   for split, path in data.annotations.items() for r in load_annotations(path, split))
-    except (OSError, ValueError):
-        return False
-
-
-def _trained(run_dir: Path, epochs: int) -> bool:
-    log_file = run_dir / "metrics.jsonl"
-    return log_file.is_file() and len(read_jsonl(log_file)) >= epochs and (run_dir / "last.pt").is_file()
-
-
-def _read_timings(workspace: Workspace) -> dict[str, float]:
-    path = workspace.timings
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _timed(timings: dict[str, float], workspace: Workspace, step: str, run: Callable[[], Any],
-           done: Callable[[], bool] | None = None) -> Any:
-    """Run a step; record its seconds in ``timings.json`` unless it found its work already done."""
-    skipped = done is not None and done()
-    started = time.perf_counter()
-    result = run()
-    if not skipped:
-        timings[step] = round(time.perf_counter() - started, 2)
-        write_json(workspace.timings, timings)
-    log.info("step %s: %s", step, "already done" if skipped else f"{timings[step]:.1f} s")
-    return result
 
 
 # --- Report -------------------------------------------------------------------------------------
@@ -498,11 +298,6 @@ CHOICE_MODULES: tuple[str, ...] = ("matr.video", "matr.features", "matr.model", 
                                    "matr.inference", "matr.profiles")
 CHOICE_CONFIGS: tuple[str, ...] = ("matr.config:ModelConfig", "matr.config:LossConfig", "matr.train:TrainConfig")
 _SILENT = re.compile(r"paper is silent|paper silent", re.IGNORECASE)
-
-
-def reported_results() -> dict[str, Any]:
-    """The paper's reported numbers (Tables 1-5 and implementation details), shipped as package data."""
-    return json.loads(resources.files("matr").joinpath("resources/reported_results.json").read_text(encoding="utf-8"))
 
 
 def silent_choices() -> dict[str, list[str]]:
@@ -553,93 +348,17 @@ def _first_sentence(text: str) -> str:
     return match.group(1) if match else text
 
 
-def render_report(result: PipelineResult) -> str:
-    """The Markdown report of a pipeline run (first line: the backbone weights and what they imply)."""
-    profile, tag = result.profile, result.weights_tag
-    lines = [_weights_line(tag), "", f"# MATR reproduction report: profile `{profile.name}`", ""]
-    for split, table in result.tables.items():
-        pairs = table.rows[0]["num_pairs"] if table.rows else 0
-        lines += [f"## Results on `{profile.dataset}`, split `{split}` ({pairs} pairs)", "",
-                  "Metrics in percent, computed by `matr.metrics` without adjustment. "
-                  f"MATR is evaluated from its `{profile.checkpoint}.pt` checkpoint.", "",
-                  *_markdown_table(["Method", "R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU", "VRL IoU/mean"],
-                                   [[row["method"], *(f"{row[k]:.1f}" for k in TABLE_METRICS[:-1])]
-                                    for row in table.rows]), ""]
-    lines += ["## The paper's Table 1, for reference", "",
-              "As reported (mIoU and R@1 at IoU 0.5, percent); AN = ActivityNet-VRL, SM = SportsMoments. "
-              "The paper's \"mIoU\" column may mix true mIoU and ActivityNet-VRL's IoU/mean (see `matr.metrics`).",
-              "", *_markdown_table(["Group", "Method", "Variant", "AN mIoU", "AN R1@0.5", "SM mIoU", "SM R1@0.5"],
-                                   [[r["group"], r["method"], r["variant"],
-                                     *(_number(r[k]) for k in ("AN_mIoU", "AN_R1", "SM_mIoU", "SM_R1"))]
-                                    for r in reported_results()["table1_main"]]), ""]
-    lines += ["## Settings that differ from the paper's", "", *_deviation_lines(profile), "",
-              "## Choices where the paper is silent", ""]
-    for source, items in silent_choices().items():
-        lines += [f"- `{source}`:", *(f"  - {item}" for item in items)]
-    lines += ["", "## Provenance", "", *_provenance_lines(result), ""]
-    return "\n".join(lines)
 
 
-def write_report(result: PipelineResult, out_dir: str | os.PathLike) -> Path:
-    """Write ``out_dir/README.md`` (:func:`render_report`) and the tables as ``metrics_{split}.csv``."""
-    out_dir = Path(out_dir)
-    for split in result.tables:
-        source = result.workspace.evaluation(split) / "metrics.csv"
-        write_text(out_dir / f"metrics_{split}.csv", source.read_text(encoding="utf-8"))
-    write_text(out_dir / "README.md", render_report(result))
-    return out_dir / "README.md"
 
 
-def _weights_line(tag: str) -> str:
-    if is_random_init(tag):
-        return (f"**Backbone weights: `{tag}`. The CLIP backbone is randomly initialised, so these numbers "
-                "are NOT comparable to the paper's.**")
-    return f"**Backbone weights: `{tag}` (CLIP ViT-B/32, as in the paper).**"
 
 
-def _provenance_lines(result: PipelineResult) -> list[str]:
-    record = provenance(profile=result.profile.name, seed=result.profile.seed, weights_tag=result.weights_tag,
-                        dataset=result.profile.dataset, splits=list(result.tables))
-    hardware = ", ".join(f"{key} {value}" for key, value in record["hardware"].items())
-    lines = [f"- git commit: `{record['git_commit']}`", f"- created: {record['created']}",
-             f"- profile: `{result.profile.name}`, seed {result.profile.seed}",
-             f"- backbone weights tag: `{result.weights_tag}` (random-init: {record['random_init_backbone']})",
-             f"- dataset: {result.profile.dataset}; splits evaluated: {', '.join(result.tables)}",
-             f"- hardware: {hardware}", f"- working folder: `{result.workspace.root}`", "",
-             *_markdown_table(["Step", "Seconds"], [[step, f"{result.timings[step]:.1f}"]
-                                                    for step in _steps_in_order(result)]),
-             "", "Seconds are those of the run that did each step's work (a resumed run keeps earlier times).",
-             "", "Profile:", "", "```json", json.dumps(result.profile.to_dict(), indent=2, sort_keys=True), "```"]
-    return lines
 
 
-def _deviation_lines(profile: Profile) -> list[str]:
-    """The profile's departures from the paper's section 5.2 (see :mod:`matr.profiles` for the reasons)."""
-    paper = reported_results()["implementation"]
-    config, reference = profile.model_config().model, MATRConfig().model
-    lines = [f"- model preset `{profile.model_preset}`: d = {config.hidden_dim}, {config.encoder_layers} + "
-             f"{config.decoder_layers} layers, l = {config.num_queries} (paper: d = {paper['hidden_dim']}, "
-             f"{paper['encoder_layers']} + {paper['decoder_layers']} layers, l = {paper['num_queries']})"]
-    lines += [f"- `{key}` = `{value}` (paper: `{getattr(reference, key.split('.')[-1], '?')}`)"
-              for key, value in profile.model_overrides]
-    lines += [f"- learning rate {profile.lr:g}, batch size {profile.batch_size}, {profile.finetune_epochs} finetuning "
-              f"and {profile.pretrain_epochs} pre-training epochs (paper: lr {paper['lr']:g}; "
-              f"{paper['epochs']['SportsMoments']} epochs at batch {paper['batch_size']['SportsMoments']} on "
-              f"SportsMoments, {paper['epochs']['ActivityNet-VRL']} at {paper['batch_size']['ActivityNet-VRL']} on "
-              "ActivityNet-VRL; pre-training on Kinetics-700)",
-              "- the reasons are in `matr.profiles`"]
-    return lines
 
 
-def _steps_in_order(result: PipelineResult) -> list[str]:
-    order = ["prepare_data", "pretrain", "finetune", "scratch", *(f"evaluate_{s}" for s in result.profile.eval_splits)]
-    return sorted(result.timings, key=lambda step: order.index(step) if step in order else len(order))
 
 
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"

@@ -50,6 +50,7 @@ from matr.model import MATR
 log = logging.getLogger(__name__)
 
 BEST_METRIC = "R1@0.5"
+RESUME_MAY_CHANGE = ("epochs", "device", "num_workers")  # settings that do not change what is learned
 
 
 @dataclass(frozen=True)
@@ -269,8 +270,9 @@ def _check_same_run(data: dict[str, Any], config: MATRConfig, cfg: TrainConfig, 
     if checkpoint_config(data, path) != config:
         raise CheckpointError(f"{path} was written with another model/loss config; use a new folder or resume=False")
     stored = TrainConfig.from_dict(data["train_config"])
-    if dataclasses.replace(stored, epochs=cfg.epochs) != cfg:
-        raise CheckpointError(f"{path} was written with other training settings; only 'epochs' may change on resume")
+    if dataclasses.replace(stored, **{name: getattr(cfg, name) for name in RESUME_MAY_CHANGE}) != cfg:
+        raise CheckpointError(f"{path} was written with other training settings; only "
+                              f"{', '.join(RESUME_MAY_CHANGE)} may change on resume")
 
 
 def _read_history(out_dir: Path) -> Sequence[dict[str, Any]]:

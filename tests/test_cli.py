@@ -15,13 +15,9 @@ from matr.cli import build_parser, main
 from matr.config import preset
 from matr.data import PairRecord, save_pairs
 from matr.data.annotations import load_annotations
-from matr.evaluate import EvalResult
 from matr.features import FeatureStore, VideoFeatures
 from matr.inference import check_weights_tag, weights_from_tag
 from matr.model import MATR
-from matr.pipeline import MethodTable, PipelineResult, Workspace, render_report
-from matr.postprocess import RankedSpan
-from matr.profiles import get_profile
 
 COMMANDS = ("render", "extract", "pretrain", "train", "evaluate", "localize", "search", "report")
 TAG = "random-init(seed=0)"
@@ -196,19 +192,6 @@ def test_weights_tags_map_back_to_encoder_settings():
         weights_from_tag("file:0123456789ab")
     with pytest.raises(ValueError, match="cannot be compared"):
         check_weights_tag("openai", TAG, "checkpoint c.pt")
-
-
-def test_report_opens_with_the_weights_warning_and_holds_both_tables(tmp_path):
-    scores = EvalResult(predictions={"heads": {"p": [RankedSpan(0.0, 2.0, 1.0)]}}, ground_truth={"p": (0.0, 2.0)})
-    row = {"method": "MATR", "run": "finetune", "source": "heads", **scores.metrics()["heads"]}
-    result = PipelineResult(get_profile("smoke"), Workspace(tmp_path), TAG, {"val": MethodTable("val", [row])},
-                            {"prepare_data": 1.0})
-    text = render_report(result)
-    first = text.splitlines()[0]
-    assert TAG in first and "NOT comparable to the paper" in first
-    assert "| MATR | 100.0 |" in text
-    assert "| Ours | MATR | Finetuned+V | 56.8 | 57.1 | 59.2 | 56.5 |" in text
-    assert "## Choices where the paper is silent" in text and "## Provenance" in text
 
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sportsmoments"
