@@ -6,7 +6,7 @@ PROFILE ?= demo
 FROM ?=
 ONLY ?=
 
-.PHONY: report test bench clean-venv
+.PHONY: report test lint bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 report: $(VENV)/.installed
 	$(PY) -m matr report --profile $(PROFILE) $(if $(FROM),--from $(FROM)) $(if $(ONLY),--only $(ONLY))
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed

@@ -53,8 +53,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_align.json"
 GAMMA = 0.1
 SIZES = ((1200, 150, 60, 256), (64, 128, 32, 256))  # (B, M, N, d)
 #: Baseline rows and the row of ours that solves the same problem.
-BASELINES = {"tslearn": "ours full", "naive batched loop": "ours full", "naive per-pair loop": "ours full",
-             "tslearn, DP only": "ours full, DP only"}
+BASELINES = {
+    "tslearn": "ours full",
+    "naive batched loop": "ours full",
+    "naive per-pair loop": "ours full",
+    "tslearn, DP only": "ours full, DP only",
+}
 
 
 @dataclass
@@ -119,8 +123,9 @@ def features(B: int, M: int, N: int, d: int, seed: int) -> tuple[Tensor, Tensor]
     return (torch.randn(B, M, d, generator=gen).requires_grad_(), torch.randn(B, N, d, generator=gen).requires_grad_())
 
 
-def time_method(fn: Callable[..., Tensor], make_inputs: Callable[[int], tuple[Tensor, ...]], repeats: int,
-                backward: bool = True) -> tuple[float, float, Tensor]:
+def time_method(
+    fn: Callable[..., Tensor], make_inputs: Callable[[int], tuple[Tensor, ...]], repeats: int, backward: bool = True
+) -> tuple[float, float, Tensor]:
     """Median forward and backward seconds of ``fn(*inputs) -> (B,)`` and the values of the last run.
 
     Run ``r`` uses inputs from seed ``repeats - r``: run 0 (seed ``repeats``) warms up (numba
@@ -158,15 +163,25 @@ def bench_size(B: int, M: int, N: int, d: int, args: argparse.Namespace) -> list
         with torch.no_grad():
             return (cosine_cost(*features(B, M, N, d, seed)).requires_grad_(),)
 
-    def add(method: str, fn: Callable[..., Tensor], note: str = "", scale: float = 1.0, backward: bool = True,
-            reps: int = args.repeats, inputs: Callable[[int], tuple[Tensor, ...]] = make_features) -> Tensor:
+    def add(
+        method: str,
+        fn: Callable[..., Tensor],
+        note: str = "",
+        scale: float = 1.0,
+        backward: bool = True,
+        reps: int = args.repeats,
+        inputs: Callable[[int], tuple[Tensor, ...]] = make_features,
+    ) -> Tensor:
         fwd, bwd, value = time_method(fn, inputs, reps, backward)
         rows.append(Row(size, method, fwd * scale, bwd * scale, (fwd + bwd) * scale, note))
         return value
 
     add("ours subsequence", lambda Et, Eq: soft_dtw(cosine_cost(Et, Eq), tl, ql, GAMMA), "random lengths, padded")
-    reference = add("ours full", lambda Et, Eq: soft_dtw(cosine_cost(Et, Eq), *full, GAMMA, subsequence=False),
-                    "non-subsequence, full lengths")
+    reference = add(
+        "ours full",
+        lambda Et, Eq: soft_dtw(cosine_cost(Et, Eq), *full, GAMMA, subsequence=False),
+        "non-subsequence, full lengths",
+    )
     checks: list[tuple[Row, Tensor, Tensor]] = []
     loss = tslearn_loss(cosine_cost)
     if loss is None:
@@ -176,27 +191,47 @@ def bench_size(B: int, M: int, N: int, d: int, args: argparse.Namespace) -> list
         checks.append((rows[-1], value, reference))
     if not args.skip_naive:
         reps = min(args.repeats, args.naive_repeats)
-        value = add("naive batched loop", lambda Et, Eq: naive_batched_soft_dtw(cosine_cost(Et, Eq)),
-                    "autograd, loops over i, j", reps=reps)
+        value = add(
+            "naive batched loop",
+            lambda Et, Eq: naive_batched_soft_dtw(cosine_cost(Et, Eq)),
+            "autograd, loops over i, j",
+            reps=reps,
+        )
         checks.append((rows[-1], value, reference))
         k = min(args.naive_pairs, B)
-        value = add("naive per-pair loop",
-                    lambda Et, Eq: torch.stack([naive_pair_soft_dtw(c) for c in cosine_cost(Et[:k], Eq[:k])]),
-                    f"timed on {k} of {B} pairs, extrapolated x{B / k:g}", scale=B / k, reps=reps)
+        value = add(
+            "naive per-pair loop",
+            lambda Et, Eq: torch.stack([naive_pair_soft_dtw(c) for c in cosine_cost(Et[:k], Eq[:k])]),
+            f"timed on {k} of {B} pairs, extrapolated x{B / k:g}",
+            scale=B / k,
+            reps=reps,
+        )
         checks.append((rows[-1], value, reference[:k]))
-    dp_reference = add("ours full, DP only", lambda C: soft_dtw(C, *full, GAMMA, subsequence=False),
-                       "cost precomputed (leaf)", inputs=make_cost)
+    dp_reference = add(
+        "ours full, DP only",
+        lambda C: soft_dtw(C, *full, GAMMA, subsequence=False),
+        "cost precomputed (leaf)",
+        inputs=make_cost,
+    )
     dp_loss = tslearn_loss(lambda C, _: C)
     if dp_loss is not None:
-        value = add("tslearn, DP only", lambda C: dp_loss(C, C[:, :N]), "cost precomputed, identity dist_func",
-                    inputs=make_cost)
+        value = add(
+            "tslearn, DP only", lambda C: dp_loss(C, C[:, :N]), "cost precomputed, identity dist_func", inputs=make_cost
+        )
         checks.append((rows[-1], value, dp_reference))
-    add("ours hard_alignment", lambda Et, Eq: hard_alignment(cosine_cost(Et, Eq), tl, ql).start,
-        "forward only, random lengths", backward=False)
+    add(
+        "ours hard_alignment",
+        lambda Et, Eq: hard_alignment(cosine_cost(Et, Eq), tl, ql).start,
+        "forward only, random lengths",
+        backward=False,
+    )
     if B <= args.extra_methods_max_batch:
         for method in ("drop_dtw", "tcc"):
-            add(f"ours {method}", lambda Et, Eq, m=method: alignment_loss(m, Et, Eq, tl, ql, GAMMA),
-                "alignment_loss, random lengths")
+            add(
+                f"ours {method}",
+                lambda Et, Eq, m=method: alignment_loss(m, Et, Eq, tl, ql, GAMMA),
+                "alignment_loss, random lengths",
+            )
     for row, value, expected in checks:
         row.max_abs_diff_vs_ours = float((value - expected).abs().max())
     ours = {r.method: r.total_s for r in rows if r.method in BASELINES.values()}
@@ -224,9 +259,15 @@ def cpu_model() -> str:
 
 
 def machine_info(threads: int) -> dict:
-    info = {"platform": platform.platform(), "processor": cpu_model(),
-            "python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": threads, "load_average_start": os.getloadavg()}
+    info = {
+        "platform": platform.platform(),
+        "processor": cpu_model(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "load_average_start": os.getloadavg(),
+    }
     try:
         import numba
         import tslearn
@@ -238,14 +279,17 @@ def machine_info(threads: int) -> dict:
 
 
 def format_table(rows: list[Row]) -> str:
-    header = (f"{'size':<24} {'method':<21} {'fwd s':>8} {'bwd s':>8} {'total s':>8} {'x ours':>7} "
-              f"{'max|diff|':>9}  note")
+    header = (
+        f"{'size':<24} {'method':<21} {'fwd s':>8} {'bwd s':>8} {'total s':>8} {'x ours':>7} {'max|diff|':>9}  note"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         ratio = f"{r.ratio_vs_ours:7.1f}" if r.ratio_vs_ours is not None else f"{'':>7}"
         diff = f"{r.max_abs_diff_vs_ours:9.1e}" if r.max_abs_diff_vs_ours is not None else f"{'':>9}"
-        lines.append(f"{r.size:<24} {r.method:<21} {r.forward_s:8.3f} {r.backward_s:8.3f} {r.total_s:8.3f} "
-                     f"{ratio} {diff}  {r.note}")
+        lines.append(
+            f"{r.size:<24} {r.method:<21} {r.forward_s:8.3f} {r.backward_s:8.3f} {r.total_s:8.3f} "
+            f"{ratio} {diff}  {r.note}"
+        )
     return "\n".join(lines)
 
 
@@ -257,8 +301,10 @@ def verdict(rows: list[Row]) -> str:
         return f"{big}: no baseline timed"
     best = min(timed, key=lambda r: r.ratio_vs_ours)
     status = "ours is no slower" if best.ratio_vs_ours >= 1.0 else "ours is SLOWER"
-    return (f"{big}: fastest baseline relative to ours: {best.method} at {best.ratio_vs_ours:.1f}x "
-            f"the time of {BASELINES[best.method]!r}: {status}")
+    return (
+        f"{big}: fastest baseline relative to ours: {best.method} at {best.ratio_vs_ours:.1f}x "
+        f"the time of {BASELINES[best.method]!r}: {status}"
+    )
 
 
 def main() -> None:
@@ -269,8 +315,9 @@ def main() -> None:
     parser.add_argument("--naive-pairs", type=int, default=2, help="pairs timed for the per-pair naive loop")
     parser.add_argument("--naive-repeats", type=int, default=1, help="timed runs for the naive loops")
     parser.add_argument("--skip-naive", action="store_true", help="skip both naive loops")
-    parser.add_argument("--extra-methods-max-batch", type=int, default=64,
-                        help="time drop_dtw and tcc at sizes with at most this batch")
+    parser.add_argument(
+        "--extra-methods-max-batch", type=int, default=64, help="time drop_dtw and tcc at sizes with at most this batch"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results path")
     args = parser.parse_args()
     if args.quick:
@@ -290,10 +337,20 @@ def main() -> None:
     print(table)
     print()
     print(summary)
-    print(f"threads={args.threads}; load average start {info['load_average_start']}, end {info['load_average_end']} "
-          f"on {info['cpu_count']} CPUs (shared machine: timings are noisy)")
-    write_json(args.output, {"machine": info, "settings": {k: str(v) for k, v in vars(args).items()},
-                             "gamma": GAMMA, "rows": [asdict(r) for r in rows], "verdict": summary})
+    print(
+        f"threads={args.threads}; load average start {info['load_average_start']}, end {info['load_average_end']} "
+        f"on {info['cpu_count']} CPUs (shared machine: timings are noisy)"
+    )
+    write_json(
+        args.output,
+        {
+            "machine": info,
+            "settings": {k: str(v) for k, v in vars(args).items()},
+            "gamma": GAMMA,
+            "rows": [asdict(r) for r in rows],
+            "verdict": summary,
+        },
+    )
     print(f"wrote {args.output}")
 
 

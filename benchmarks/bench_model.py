@@ -27,8 +27,8 @@ import multiprocessing as mp
 import platform
 import resource
 import time
-from dataclasses import asdict, dataclass
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -58,11 +58,12 @@ class Case:
 
 def default_cases(cuda: bool) -> list[Case]:
     """Smoke and paper presets on CPU; on a GPU also the paper preset at a training-size batch."""
-    cases = [Case("smoke-cpu", "smoke", "cpu", 8, 64, 16, 10),
-             Case("paper-cpu", "paper", "cpu", 2, 64, 16, 3)]
+    cases = [Case("smoke-cpu", "smoke", "cpu", 8, 64, 16, 10), Case("paper-cpu", "paper", "cpu", 2, 64, 16, 3)]
     if cuda:
-        cases += [Case("smoke-cuda", "smoke", "cuda", 32, 128, 32, 20),
-                  Case("paper-cuda", "paper", "cuda", 64, 128, 32, 10)]
+        cases += [
+            Case("smoke-cuda", "smoke", "cuda", 32, 128, 32, 20),
+            Case("paper-cuda", "paper", "cuda", 64, 128, 32, 10),
+        ]
     return cases
 
 
@@ -76,11 +77,19 @@ def random_batch(case: Case, seed: int = 0) -> dict:
         start = int(torch.randint(0, m - 8, (1,), generator=gen))
         windows[i] = torch.tensor([start * c, (start + 8) * c])
         foreground[i], offsets[i] = frame_targets(tuple(windows[i].tolist()), m, c)
-    batch = {"target": torch.randn(b, m, 512, generator=gen), "query": torch.randn(b, n, 512, generator=gen),
-             "target_mask": torch.ones(b, m, dtype=torch.bool), "query_mask": torch.ones(b, n, dtype=torch.bool),
-             "target_lengths": torch.full((b,), m), "query_lengths": torch.full((b,), n),
-             "foreground": foreground, "offsets": offsets, "window": windows,
-             "duration": torch.full((b,), m * c), "clip_length": c}
+    batch = {
+        "target": torch.randn(b, m, 512, generator=gen),
+        "query": torch.randn(b, n, 512, generator=gen),
+        "target_mask": torch.ones(b, m, dtype=torch.bool),
+        "query_mask": torch.ones(b, n, dtype=torch.bool),
+        "target_lengths": torch.full((b,), m),
+        "query_lengths": torch.full((b,), n),
+        "foreground": foreground,
+        "offsets": offsets,
+        "window": windows,
+        "duration": torch.full((b,), m * c),
+        "clip_length": c,
+    }
     return {k: v.to(case.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
@@ -152,9 +161,16 @@ def measure(case: Case) -> dict:
     no_align = best_seconds(make_step(case, "none", batch), case.device, case.steps)
     align = best_seconds(alignment_step(case, batch), case.device, max(case.steps, 5))
     params = sum(p.numel() for p in MATR(preset(case.preset)).parameters())
-    return {**asdict(case), "params_m": params / 1e6, "step_ms": 1e3 * full, "steps_per_s": 1 / full,
-            "steps_per_s_no_align": 1 / no_align, "align_ms": 1e3 * align, "align_share": align / full,
-            "peak_mib": peak_mib}
+    return {
+        **asdict(case),
+        "params_m": params / 1e6,
+        "step_ms": 1e3 * full,
+        "steps_per_s": 1 / full,
+        "steps_per_s_no_align": 1 / no_align,
+        "align_ms": 1e3 * align,
+        "align_share": align / full,
+        "peak_mib": peak_mib,
+    }
 
 
 def _measure_in_child(case: Case) -> dict:
@@ -164,14 +180,18 @@ def _measure_in_child(case: Case) -> dict:
 
 def format_table(rows: list[dict]) -> str:
     """Fixed-width table of the figures."""
-    header = (f"{'case':<11} {'params M':>8} {'B,M,N':>11} {'step ms':>8} {'steps/s':>8} {'no-align':>9} "
-              f"{'align ms':>9} {'align %':>8} {'peak MiB':>9}")
+    header = (
+        f"{'case':<11} {'params M':>8} {'B,M,N':>11} {'step ms':>8} {'steps/s':>8} {'no-align':>9} "
+        f"{'align ms':>9} {'align %':>8} {'peak MiB':>9}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         shape = f"{r['batch']},{r['target_frames']},{r['query_frames']}"
-        lines.append(f"{r['name']:<11} {r['params_m']:>8.1f} {shape:>11} {r['step_ms']:>8.0f} {r['steps_per_s']:>8.2f} "
-                     f"{r['steps_per_s_no_align']:>9.2f} {r['align_ms']:>9.1f} {100 * r['align_share']:>7.1f}% "
-                     f"{r['peak_mib']:>9.0f}")
+        lines.append(
+            f"{r['name']:<11} {r['params_m']:>8.1f} {shape:>11} {r['step_ms']:>8.0f} {r['steps_per_s']:>8.2f} "
+            f"{r['steps_per_s_no_align']:>9.2f} {r['align_ms']:>9.1f} {100 * r['align_share']:>7.1f}% "
+            f"{r['peak_mib']:>9.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -181,8 +201,16 @@ def main() -> None:
     args = parser.parse_args()
     rows = [_measure_in_child(case) for case in default_cases(torch.cuda.is_available())]
     print(format_table(rows))  # noqa: T201 (benchmark script output)
-    write_json(args.out, {"benchmark": "bench_model", "torch": torch.__version__, "platform": platform.platform(),
-                          "cpu_threads": torch.get_num_threads(), "cases": rows})
+    write_json(
+        args.out,
+        {
+            "benchmark": "bench_model",
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads(),
+            "cases": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -54,24 +54,37 @@ def demo_training_data(seed: int = 0) -> tuple[InMemoryFeatures, list[PairRecord
     """Random features with the lengths of the ``demo`` training split, and its pair records."""
     plan = plan_dataset(SYNTHETIC_PROFILES["demo"], seed)
     rng = np.random.default_rng(seed)
-    features = {spec.video_id: rng.standard_normal((num_windows(spec.duration, CLIP_LENGTH), 512)).astype(np.float32)
-                for spec in plan.videos if spec.video_id.startswith("train_")}
-    records = [PairRecord(pair_id=f"{row['qid']}->{row['vid']}", query_video=row["qid"], target_video=row["vid"],
-                          duration=row["duration"], windows=(tuple(row["relevant_windows"][0]),),
-                          action_class=row["action_class"], split="train")
-               for row in plan.annotations["train"]]
+    features = {
+        spec.video_id: rng.standard_normal((num_windows(spec.duration, CLIP_LENGTH), 512)).astype(np.float32)
+        for spec in plan.videos
+        if spec.video_id.startswith("train_")
+    }
+    records = [
+        PairRecord(
+            pair_id=f"{row['qid']}->{row['vid']}",
+            query_video=row["qid"],
+            target_video=row["vid"],
+            duration=row["duration"],
+            windows=(tuple(row["relevant_windows"][0]),),
+            action_class=row["action_class"],
+            split="train",
+        )
+        for row in plan.annotations["train"]
+    ]
     return InMemoryFeatures(features, CLIP_LENGTH), records
 
 
-def time_training(profile_name: str, stage: str, source: InMemoryFeatures, records: list[PairRecord],
-                  epochs: int, device: str) -> dict[str, Any]:
+def time_training(
+    profile_name: str, stage: str, source: InMemoryFeatures, records: list[PairRecord], epochs: int, device: str
+) -> dict[str, Any]:
     """Pairs per second of ``stage`` (``pretrain`` / ``finetune``) with the settings of a profile."""
     profile = get_profile(profile_name)
     config = profile.model_config()
     limits = {"max_query_frames": config.model.max_query_frames, "max_target_frames": config.model.max_target_frames}
     if stage == "pretrain":
-        dataset = PretrainingDataset(sorted({r.target_video for r in records}), source, profile.pretrain_config(),
-                                     **limits)
+        dataset = PretrainingDataset(
+            sorted({r.target_video for r in records}), source, profile.pretrain_config(), **limits
+        )
     else:
         dataset = PairDataset(records, source, train=True, seed=profile.seed, **limits)
     train_config = dataclasses.replace(profile.train_config(epochs), device=device)
@@ -81,9 +94,17 @@ def time_training(profile_name: str, stage: str, source: InMemoryFeatures, recor
         fit(config, train_config, dataset, folder, progress=False)  # resumes after the warm-up epoch
         seconds = time.perf_counter() - started
     timed_epochs = epochs - 1
-    return {"profile": profile_name, "preset": profile.model_preset, "stage": stage, "device": device,
-            "batch_size": profile.batch_size, "pairs_per_epoch": len(dataset), "timed_epochs": timed_epochs,
-            "seconds": round(seconds, 3), "pairs_per_second": round(len(dataset) * timed_epochs / seconds, 1)}
+    return {
+        "profile": profile_name,
+        "preset": profile.model_preset,
+        "stage": stage,
+        "device": device,
+        "batch_size": profile.batch_size,
+        "pairs_per_epoch": len(dataset),
+        "timed_epochs": timed_epochs,
+        "seconds": round(seconds, 3),
+        "pairs_per_second": round(len(dataset) * timed_epochs / seconds, 1),
+    }
 
 
 def time_localize(preset_name: str, max_target_frames: int | None, device: str, repeats: int = 5) -> dict[str, Any]:
@@ -105,9 +126,15 @@ def time_localize(preset_name: str, max_target_frames: int | None, device: str, 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     windows = len(plan_windows(LOCALIZE_FRAMES, config.model.max_target_frames))
-    return {"preset": preset_name, "max_target_frames": config.model.max_target_frames, "windows": windows,
-            "device": device, "target_frames": LOCALIZE_FRAMES, "query_frames": QUERY_FRAMES,
-            "median_seconds": round(statistics.median(times), 4)}
+    return {
+        "preset": preset_name,
+        "max_target_frames": config.model.max_target_frames,
+        "windows": windows,
+        "device": device,
+        "target_frames": LOCALIZE_FRAMES,
+        "query_frames": QUERY_FRAMES,
+        "median_seconds": round(statistics.median(times), 4),
+    }
 
 
 def main() -> None:
@@ -116,23 +143,37 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     source, records = demo_training_data()
-    training = [time_training(profile, stage, source, records, args.epochs, args.device)
-                for profile in ("smoke", "demo") for stage in ("pretrain", "finetune")]
-    localize = [time_localize(name, limit, args.device) for name, limit in
-                (("smoke", None), ("demo", None), ("demo", 128), ("paper", None))]
+    training = [
+        time_training(profile, stage, source, records, args.epochs, args.device)
+        for profile in ("smoke", "demo")
+        for stage in ("pretrain", "finetune")
+    ]
+    localize = [
+        time_localize(name, limit, args.device)
+        for name, limit in (("smoke", None), ("demo", None), ("demo", 128), ("paper", None))
+    ]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     note = f"GPU: {gpu}" if gpu else "no GPU on this machine: every number is CPU-only"
     print(note)
     print(f"{'profile':8} {'preset':7} {'stage':9} {'batch':>5} {'pairs/epoch':>11} {'pairs/s':>8}")
     for row in training:
-        print(f"{row['profile']:8} {row['preset']:7} {row['stage']:9} {row['batch_size']:>5} "
-              f"{row['pairs_per_epoch']:>11} {row['pairs_per_second']:>8.1f}")
+        print(
+            f"{row['profile']:8} {row['preset']:7} {row['stage']:9} {row['batch_size']:>5} "
+            f"{row['pairs_per_epoch']:>11} {row['pairs_per_second']:>8.1f}"
+        )
     print(f"\nlocalize_features on {LOCALIZE_FRAMES} cached frames (10 min), {QUERY_FRAMES}-frame query")
     print(f"{'preset':7} {'max M':>6} {'windows':>7} {'median s':>9}")
     for row in localize:
         print(f"{row['preset']:7} {row['max_target_frames']:>6} {row['windows']:>7} {row['median_seconds']:>9.3f}")
-    write_json(RESULTS, {"note": note, "training": training, "localize": localize,
-                         "provenance": provenance(benchmark="bench_train", epochs=args.epochs)})
+    write_json(
+        RESULTS,
+        {
+            "note": note,
+            "training": training,
+            "localize": localize,
+            "provenance": provenance(benchmark="bench_train", epochs=args.epochs),
+        },
+    )
     print(f"\nwritten to {RESULTS}")
 
 

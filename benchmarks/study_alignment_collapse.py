@@ -82,10 +82,13 @@ def evaluate(model: MATR, batch: dict) -> dict[str, float]:
     def keep_first(name: str) -> Callable[..., None]:  # the projection runs on the target first
         def hook(_module, _inputs, output: torch.Tensor) -> None:
             captured.setdefault(name, output[:, :M])
+
         return hook
 
-    hooks = [model.projection.register_forward_hook(keep_first("Et")),
-             model.encoder[-1].register_forward_hook(keep_first("Etg"))]
+    hooks = [
+        model.projection.register_forward_hook(keep_first("Et")),
+        model.encoder[-1].register_forward_hook(keep_first("Etg")),
+    ]
     model.eval()
     with torch.no_grad():
         outputs = model(batch)
@@ -101,8 +104,9 @@ def evaluate(model: MATR, batch: dict) -> dict[str, float]:
     return row
 
 
-def train_arm(updates: dict[str, Any], seed: int, train: dict, held_out: dict, steps: int,
-              eval_every: int) -> list[dict[str, float]]:
+def train_arm(
+    updates: dict[str, Any], seed: int, train: dict, held_out: dict, steps: int, eval_every: int
+) -> list[dict[str, float]]:
     """Train one arm from seed ``seed``; one record per evaluation (step 0 included)."""
     torch.manual_seed(seed)
     config = override(preset("smoke"), {**BASE, **updates})
@@ -128,8 +132,10 @@ def train_arm(updates: dict[str, Any], seed: int, train: dict, held_out: dict, s
 
 def mean_histories(histories: list[list[dict[str, float]]]) -> list[dict[str, float]]:
     """Per-step means over seeds (keys present in every record)."""
-    return [{k: statistics.fmean(h[i][k] for h in histories) if k != "step" else h0[k] for k in h0}
-            for i, h0 in enumerate(histories[0])]
+    return [
+        {k: statistics.fmean(h[i][k] for h in histories) if k != "step" else h0[k] for k in h0}
+        for i, h0 in enumerate(histories[0])
+    ]
 
 
 def first_step(history: list[dict[str, float]], key: str, threshold: float) -> int | None:
@@ -140,8 +146,10 @@ def first_step(history: list[dict[str, float]], key: str, threshold: float) -> i
 def print_tables(results: dict[str, dict[str, Any]]) -> None:
     """Final state per arm and split, then the trajectories of the collapse."""
     print("\nlast step, mean over seeds; R@1 = R@1 at IoU 0.5 of the top-1 span")
-    print(f"{'arm':<12} {'split':<8} {'heads':>6} {'A_pre':>6} {'A_post':>6} {'cos E_t':>8} {'cos E_t^g':>9} "
-          f"{'L_pre':>7} {'L_post':>7} {'heads>=0.9 @':>13}")
+    print(
+        f"{'arm':<12} {'split':<8} {'heads':>6} {'A_pre':>6} {'A_post':>6} {'cos E_t':>8} {'cos E_t^g':>9} "
+        f"{'L_pre':>7} {'L_post':>7} {'heads>=0.9 @':>13}"
+    )
     for arm, result in results.items():
         last = result["mean"][-1]
         reached = result["heads_r1_0.9_step"]
@@ -149,10 +157,15 @@ def print_tables(results: dict[str, dict[str, Any]]) -> None:
             cells = [f"{last[f'{split}_{s}_r1']:6.2f}" for s in SOURCES]
             losses = " ".join(f"{last.get(f'loss_align_{s}', float('nan')):7.2f}" for s in ("pre", "post"))
             extra = f"{losses} {str(reached):>13}" if split == "train" else ""
-            print(f"{arm:<12} {split:<8} {' '.join(cells)} {last[f'{split}_cos_Et']:8.3f} "
-                  f"{last[f'{split}_cos_Etg']:9.3f} {extra}")
-    for key, label in (("train_A_post_r1", "A_post R@1, train pairs"), ("train_heads_r1", "heads R@1, train pairs"),
-                       ("train_cos_Etg", "mean cos of E_t^g, train pairs")):
+            print(
+                f"{arm:<12} {split:<8} {' '.join(cells)} {last[f'{split}_cos_Et']:8.3f} "
+                f"{last[f'{split}_cos_Etg']:9.3f} {extra}"
+            )
+    for key, label in (
+        ("train_A_post_r1", "A_post R@1, train pairs"),
+        ("train_heads_r1", "heads R@1, train pairs"),
+        ("train_cos_Etg", "mean cos of E_t^g, train pairs"),
+    ):
         steps = [r["step"] for r in next(iter(results.values()))["mean"]]
         print(f"\n{label} by step")
         print(f"{'arm':<12} " + " ".join(f"{s:>5}" for s in steps))
@@ -175,21 +188,36 @@ def main() -> None:
     started = time.perf_counter()
     results = {}
     for arm, updates in ARMS.items():
-        histories = [train_arm(updates, seed, train, held_out, args.steps, args.eval_every)
-                     for seed in range(args.seeds)]
+        histories = [
+            train_arm(updates, seed, train, held_out, args.steps, args.eval_every) for seed in range(args.seeds)
+        ]
         mean = mean_histories(histories)
-        results[arm] = {"overrides": updates, "mean": mean, "last_per_seed": [h[-1] for h in histories],
-                        "heads_r1_0.9_step": first_step(mean, "train_heads_r1", 0.9)}
+        results[arm] = {
+            "overrides": updates,
+            "mean": mean,
+            "last_per_seed": [h[-1] for h in histories],
+            "heads_r1_0.9_step": first_step(mean, "train_heads_r1", 0.9),
+        }
     print_tables(results)
-    write_json(args.out, {
-        "study": "study_alignment_collapse",
-        "setup": {"preset": "smoke", "base_overrides": BASE, "optimizer": "AdamW lr 1e-3 wd 1e-4",
-                  "steps": args.steps, "eval_every": args.eval_every, "seeds": list(range(args.seeds)),
-                  "train": f"make_planted_batch(num_pairs={args.pairs}, seed=1)",
-                  "held_out": f"make_planted_batch(num_pairs={args.pairs}, seed=2)"},
-        "arms": results, "seconds": time.perf_counter() - started,
-        "provenance": provenance(torch_threads=1),
-    })
+    write_json(
+        args.out,
+        {
+            "study": "study_alignment_collapse",
+            "setup": {
+                "preset": "smoke",
+                "base_overrides": BASE,
+                "optimizer": "AdamW lr 1e-3 wd 1e-4",
+                "steps": args.steps,
+                "eval_every": args.eval_every,
+                "seeds": list(range(args.seeds)),
+                "train": f"make_planted_batch(num_pairs={args.pairs}, seed=1)",
+                "held_out": f"make_planted_batch(num_pairs={args.pairs}, seed=2)",
+            },
+            "arms": results,
+            "seconds": time.perf_counter() - started,
+            "provenance": provenance(torch_threads=1),
+        },
+    )
     print(f"\nwrote {args.out} ({time.perf_counter() - started:.0f} s)")
 
 

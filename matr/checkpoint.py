@@ -28,8 +28,16 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, config: MATRConfig, **extra: Any) -> None:
     """Atomically write ``model``'s weights, ``config`` and ``extra`` (epoch, optimiser state, ...)."""
-    torch_save({"format": FORMAT, "version": VERSION, "config": config.to_dict(),
-                "model": unwrap(model).state_dict(), **extra}, path)
+    torch_save(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": config.to_dict(),
+            "model": unwrap(model).state_dict(),
+            **extra,
+        },
+        path,
+    )
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from matr.inference import (
     localize_videos,
     search_videos,
 )
+from matr.notebooks import NotebookFailed, make_report
 from matr.pipeline import (
     BASELINES,
     MODEL_SOURCES,
@@ -59,7 +60,6 @@ from matr.pipeline import (
     run_info,
     stored_records,
 )
-from matr.notebooks import NotebookFailed, make_report
 from matr.profiles import PROFILES, get_profile
 from matr.provenance import provenance
 from matr.train import TrainConfig
@@ -67,8 +67,18 @@ from matr.video import VideoDecodeError
 
 log = logging.getLogger("matr.cli")
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-               CheckpointError, VideoDecodeError, WeightsUnavailableError, NotebookFailed, KeyError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    CheckpointError,
+    VideoDecodeError,
+    WeightsUnavailableError,
+    NotebookFailed,
+    KeyError,
+)
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1
 CHECKPOINT_ENV = "MATR_CHECKPOINT"
@@ -86,6 +96,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --- Argument types -----------------------------------------------------------------------------
+
 
 def shard(text: str) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``."""
@@ -118,6 +129,7 @@ def positive_int(text: str) -> int:
 
 # --- Sub-commands -------------------------------------------------------------------------------
 
+
 def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.out or f"data/synthetic-{args.profile}")
     summary = render_dataset(out, args.profile, seed=args.seed, progress=_progress(args))
@@ -131,11 +143,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     videos = find_videos(args.videos)
     store = Path(args.store or Path(args.videos) / ".matr-features")
     encoder = load_clip_encoder(args.weights, seed=args.seed, device=_clip_device(args.device))
-    report = extract_features(videos, store, encoder, args.clip_length, shard=args.shard,
-                              batch_size=args.batch_size, progress=_progress(args))
+    report = extract_features(
+        videos, store, encoder, args.clip_length, shard=args.shard, batch_size=args.batch_size, progress=_progress(args)
+    )
     index, count = report.shard
-    _say(f"shard {index}/{count}: {len(report.extracted)} videos extracted, {len(report.skipped)} already stored, "
-         f"{len(report.failed)} failed; store {store} (weights {report.weights_tag})")
+    _say(
+        f"shard {index}/{count}: {len(report.extracted)} videos extracted, {len(report.skipped)} already stored, "
+        f"{len(report.failed)} failed; store {store} (weights {report.weights_tag})"
+    )
     if report.failed:
         _error("extract", f"{len(report.failed)} videos could not be decoded (listed in {store}/failures*.jsonl)")
         return EXIT_PARTIAL
@@ -150,10 +165,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     else:
         videos = store.video_ids()
     config = _model_config(args)
-    result = pretrain_model(config, _train_config(args), feature_source(store), videos, args.out,
-                            pretrain_config=PretrainConfig(augment=not args.no_augment, seed=args.seed),
-                            info=run_info(store, dataset=str(args.annotations or args.features), split=args.split),
-                            progress=_progress(args))
+    result = pretrain_model(
+        config,
+        _train_config(args),
+        feature_source(store),
+        videos,
+        args.out,
+        pretrain_config=PretrainConfig(augment=not args.no_augment, seed=args.seed),
+        info=run_info(store, dataset=str(args.annotations or args.features), split=args.split),
+        progress=_progress(args),
+    )
     _say(f"pre-trained on {len(videos)} videos for {len(result.history)} epochs: {result.last_checkpoint}")
     return 0
 
@@ -164,10 +185,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_records = None
     if args.val_annotations:
         val_records = stored_records(load_annotations(args.val_annotations, args.val_split), store)
-    result = finetune_model(_model_config(args), _train_config(args), feature_source(store), records, args.out,
-                            val_records=val_records, init_from=args.init_from,
-                            info=run_info(store, dataset=str(args.annotations), split=args.split),
-                            progress=_progress(args))
+    result = finetune_model(
+        _model_config(args),
+        _train_config(args),
+        feature_source(store),
+        records,
+        args.out,
+        val_records=val_records,
+        init_from=args.init_from,
+        info=run_info(store, dataset=str(args.annotations), split=args.split),
+        progress=_progress(args),
+    )
     last = result.history[-1] if result.history else {}
     score = f"; last validation R1@0.5 {last['val_R1@0.5']:.1f}" if "val_R1@0.5" in last else ""
     _say(f"trained on {len(records)} pairs for {len(result.history)} epochs{score}: {result.last_checkpoint}")
@@ -177,18 +205,38 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     store = _open_store(args.features)
     records = stored_records(load_annotations(args.annotations, args.split), store)
-    base = {"dataset": str(args.annotations), "split": args.split, "seed": args.seed,
-            "weights_tag": store.weights_tag, "feature_store": str(store.root)}
+    base = {
+        "dataset": str(args.annotations),
+        "split": args.split,
+        "seed": args.seed,
+        "weights_tag": store.weights_tag,
+        "feature_store": str(store.root),
+    }
     if args.checkpoint:
         trained_tag = (load_checkpoint(args.checkpoint).get("run") or {}).get("weights_tag")
         if trained_tag is not None and trained_tag != store.weights_tag:
-            raise UserError(f"checkpoint {args.checkpoint} was trained on features with weights {trained_tag!r}, "
-                            f"but {store.root} holds {store.weights_tag!r}")
-        result, stored = evaluate_checkpoint(args.checkpoint, feature_source(store), records, sources=args.source,
-                                             top_k=args.top_k, nms_threshold=args.nms_threshold,
-                                             device=_device(args.device), progress=_progress(args))
-        info = {**base, "method": "MATR", "checkpoint": str(args.checkpoint), "epoch": stored.get("epoch"),
-                "config": stored.get("config"), "train_run": stored.get("run")}
+            raise UserError(
+                f"checkpoint {args.checkpoint} was trained on features with weights {trained_tag!r}, "
+                f"but {store.root} holds {store.weights_tag!r}"
+            )
+        result, stored = evaluate_checkpoint(
+            args.checkpoint,
+            feature_source(store),
+            records,
+            sources=args.source,
+            top_k=args.top_k,
+            nms_threshold=args.nms_threshold,
+            device=_device(args.device),
+            progress=_progress(args),
+        )
+        info = {
+            **base,
+            "method": "MATR",
+            "checkpoint": str(args.checkpoint),
+            "epoch": stored.get("epoch"),
+            "config": stored.get("config"),
+            "train_run": stored.get("run"),
+        }
         name = Path(args.checkpoint).stem
     else:
         result = evaluate_baseline(args.method, feature_source(store), records, seed=args.seed, top_k=args.top_k)
@@ -196,29 +244,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         name = args.method
     out = Path(args.out or f"eval-{name}-{args.split or Path(args.annotations).stem}")
     scores = write_evaluation(out, result, provenance(**info))
-    _print_table(["source", *TABLE_METRICS], [[source, *(_cell(m[k]) for k in TABLE_METRICS)]
-                                              for source, m in scores.items()])
+    _print_table(
+        ["source", *TABLE_METRICS], [[source, *(_cell(m[k]) for k in TABLE_METRICS)] for source, m in scores.items()]
+    )
     _say(f"predictions and metrics written to {out}/")
     return 0
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
     _require_files(args.query, args.target)
-    model, encoder, info = load_for_inference(_checkpoint(args), weights=args.weights, seed=args.seed,
-                                              device=_device(args.device))
-    found = localize_videos(model, encoder, args.query, args.target, clip_length=_clip_length(args, info),
-                            query_start=args.query_start, query_end=args.query_end, top_k=args.top_k,
-                            nms_threshold=args.nms_threshold)
+    model, encoder, info = load_for_inference(
+        _checkpoint(args), weights=args.weights, seed=args.seed, device=_device(args.device)
+    )
+    found = localize_videos(
+        model,
+        encoder,
+        args.query,
+        args.target,
+        clip_length=_clip_length(args, info),
+        query_start=args.query_start,
+        query_end=args.query_end,
+        top_k=args.top_k,
+        nms_threshold=args.nms_threshold,
+    )
     if args.json:
         _print_json({**found.to_json(), "checkpoint": str(_checkpoint(args))})
         return 0
-    _say(f"query  {found.query}" + (f" [{found.query_window[0]:g}, {found.query_window[1]:g}] s"
-                                    if found.query_window else "") + f" ({found.query_frames} frames)")
+    _say(
+        f"query  {found.query}"
+        + (f" [{found.query_window[0]:g}, {found.query_window[1]:g}] s" if found.query_window else "")
+        + f" ({found.query_frames} frames)"
+    )
     _say(f"target {found.target} ({found.target_duration:.1f} s, {found.target_frames} frames)")
     _say(_weights_note(found.weights_tag))
-    _print_table(["rank", "start (s)", "end (s)", "score"],
-                 [[rank, f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}"]
-                  for rank, m in enumerate(found.moments, start=1)])
+    _print_table(
+        ["rank", "start (s)", "end (s)", "score"],
+        [[rank, f"{m.start:.2f}", f"{m.end:.2f}", f"{m.score:.3f}"] for rank, m in enumerate(found.moments, start=1)],
+    )
     return 0
 
 
@@ -228,22 +290,40 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"video library {args.videos} is not a folder (of videos, or a feature store)")
     if args.weights is None:  # fail before loading CLIP when the library cannot match the checkpoint
         trained = (load_checkpoint(_checkpoint(args)).get("run") or {}).get("weights_tag")
-        check_weights_tag(trained or "openai", FeatureStore(library_store(args.videos, args.store)).weights_tag,
-                          f"feature store {library_store(args.videos, args.store)}")
-    model, encoder, info = load_for_inference(_checkpoint(args), weights=args.weights, seed=args.seed,
-                                              device=_device(args.device))
-    found = search_videos(model, encoder, args.query, args.videos, store=args.store,
-                          clip_length=_clip_length(args, info), query_start=args.query_start,
-                          query_end=args.query_end, top_k=args.top_k, per_video=args.per_video,
-                          nms_threshold=args.nms_threshold, progress=_progress(args))
+        check_weights_tag(
+            trained or "openai",
+            FeatureStore(library_store(args.videos, args.store)).weights_tag,
+            f"feature store {library_store(args.videos, args.store)}",
+        )
+    model, encoder, info = load_for_inference(
+        _checkpoint(args), weights=args.weights, seed=args.seed, device=_device(args.device)
+    )
+    found = search_videos(
+        model,
+        encoder,
+        args.query,
+        args.videos,
+        store=args.store,
+        clip_length=_clip_length(args, info),
+        query_start=args.query_start,
+        query_end=args.query_end,
+        top_k=args.top_k,
+        per_video=args.per_video,
+        nms_threshold=args.nms_threshold,
+        progress=_progress(args),
+    )
     if args.json:
         _print_json({**found.to_json(), "checkpoint": str(_checkpoint(args))})
         return 0
     _say(f"query {found.query}; {found.videos_searched} videos searched in {found.store}")
     _say(_weights_note(found.weights_tag))
-    _print_table(["rank", "video", "start (s)", "end (s)", "score"],
-                 [[rank, h.video_id, f"{h.start:.2f}", f"{h.end:.2f}", f"{h.score:.3f}"]
-                  for rank, h in enumerate(found.hits, start=1)])
+    _print_table(
+        ["rank", "video", "start (s)", "end (s)", "score"],
+        [
+            [rank, h.video_id, f"{h.start:.2f}", f"{h.end:.2f}", f"{h.score:.3f}"]
+            for rank, h in enumerate(found.hits, start=1)
+        ],
+    )
     if found.failed:
         log.warning("%d library videos could not be decoded and were not searched", len(found.failed))
     return 0
@@ -252,16 +332,27 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or Path("runs") / args.profile)
     if get_profile(args.profile).synthetic is None and not (workdir / "data" / "annotations").is_dir():
-        raise UserError(f"profile {args.profile!r} needs a data folder: put annotations/{{split}}.jsonl|csv and "
-                        f"videos/ into {workdir / 'data'} (or pass --workdir DIR with DIR/data)")
-    path = make_report(args.profile, notebooks_dir=args.notebooks, out_dir=args.out, workdir=args.workdir,
-                       seed=args.seed, device=args.device, from_=args.from_, only=args.only,
-                       progress=_progress(args))
+        raise UserError(
+            f"profile {args.profile!r} needs a data folder: put annotations/{{split}}.jsonl|csv and "
+            f"videos/ into {workdir / 'data'} (or pass --workdir DIR with DIR/data)"
+        )
+    path = make_report(
+        args.profile,
+        notebooks_dir=args.notebooks,
+        out_dir=args.out,
+        workdir=args.workdir,
+        seed=args.seed,
+        device=args.device,
+        from_=args.from_,
+        only=args.only,
+        progress=_progress(args),
+    )
     _say(f"report written to {path}")
     return 0
 
 
 # --- Helpers ------------------------------------------------------------------------------------
+
 
 def _require_files(*paths: str) -> None:
     for path in paths:
@@ -286,16 +377,25 @@ def _model_config(args: argparse.Namespace) -> MATRConfig:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                       warmup_epochs=args.warmup_epochs, lr_drop_epochs=tuple(args.lr_drop_epochs), seed=args.seed,
-                       device=args.device)
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        lr_drop_epochs=tuple(args.lr_drop_epochs),
+        seed=args.seed,
+        device=args.device,
+    )
 
 
 def _checkpoint(args: argparse.Namespace) -> str:
     checkpoint = args.checkpoint or os.environ.get(CHECKPOINT_ENV)
     if not checkpoint:
-        raise UserError(f"no checkpoint: pass --checkpoint PATH (or set {CHECKPOINT_ENV}); train one with "
-                        "'matr train' or 'matr report --profile smoke'")
+        raise UserError(
+            f"no checkpoint: pass --checkpoint PATH (or set {CHECKPOINT_ENV}); train one with "
+            "'matr train' or 'matr report --profile smoke'"
+        )
     return checkpoint
 
 
@@ -303,8 +403,9 @@ def _clip_length(args: argparse.Namespace, info: dict[str, Any]) -> float:
     trained = info.get("clip_length")
     if args.clip_length is not None:
         if trained is not None and abs(float(trained) - args.clip_length) > 1e-9:
-            raise UserError(f"the checkpoint was trained with one frame every {trained:g} s, "
-                            f"not {args.clip_length:g} s")
+            raise UserError(
+                f"the checkpoint was trained with one frame every {trained:g} s, not {args.clip_length:g} s"
+            )
         return args.clip_length
     return float(trained or 2.0)
 
@@ -336,6 +437,7 @@ def _cell(value: float) -> str:
 
 # --- Output (the only functions that print) ------------------------------------------------------
 
+
 def _say(text: str) -> None:
     print(text)
 
@@ -352,11 +454,16 @@ def _print_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(c) for c in header], *([str(c) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
-        print("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                        for i, (cell, width) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 # --- Parser -------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``matr`` parser with every sub-command."""
@@ -364,8 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log every library message (DEBUG)")
     common.add_argument("-q", "--quiet", action="store_true", help="log warnings only, no progress bars")
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    parser = _Parser(prog="matr", description="MATR video-to-video moment retrieval: data, features, training, "
-                                              "evaluation, inference and reports.")
+    parser = _Parser(
+        prog="matr",
+        description="MATR video-to-video moment retrieval: data, features, training, "
+        "evaluation, inference and reports.",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -374,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("render", cmd_render, "render a synthetic demo dataset (videos + SportsMoments-style annotations)")
-    sub.add_argument("--profile", choices=sorted(SYNTHETIC_PROFILES), default="tiny",
-                     help="dataset size (default tiny)")
+    sub.add_argument(
+        "--profile", choices=sorted(SYNTHETIC_PROFILES), default="tiny", help="dataset size (default tiny)"
+    )
     sub.add_argument("--out", help="output folder (default data/synthetic-PROFILE)")
     sub.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
 
@@ -384,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--store", help="feature store folder (default VIDEOS/.matr-features)")
     _add_weights(sub, default="openai")
     sub.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
-    sub.add_argument("--shard", type=shard,
-                     help="process shard i of n (i/n); default: torchrun's RANK/WORLD_SIZE, else 0/1")
+    sub.add_argument(
+        "--shard", type=shard, help="process shard i of n (i/n); default: torchrun's RANK/WORLD_SIZE, else 0/1"
+    )
     sub.add_argument("--clip-length", type=float, default=2.0, help="seconds per sampled frame (default 2, paper)")
     sub.add_argument("--batch-size", type=positive_int, default=64, help="frames per CLIP batch (default 64)")
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
@@ -409,8 +521,13 @@ def build_parser() -> argparse.ArgumentParser:
     method = sub.add_mutually_exclusive_group(required=True)
     method.add_argument("--checkpoint", help="MATR checkpoint to evaluate")
     method.add_argument("--method", choices=BASELINES, help="training-free baseline instead of a checkpoint")
-    sub.add_argument("--source", nargs="+", choices=MODEL_SOURCES, default=["heads"],
-                     help="what MATR predicts from: heads, A_pre, A_post (Table 4; default heads)")
+    sub.add_argument(
+        "--source",
+        nargs="+",
+        choices=MODEL_SOURCES,
+        default=["heads"],
+        help="what MATR predicts from: heads, A_pre, A_post (Table 4; default heads)",
+    )
     sub.add_argument("--top-k", type=positive_int, default=5, help="moments per pair (default 5)")
     sub.add_argument("--nms-threshold", type=float, default=0.7, help="NMS IoU threshold (default 0.7, paper)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
@@ -426,14 +543,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--query", required=True, help="query video file")
     sub.add_argument("--videos", required=True, help="a folder of videos, or a feature store folder")
     sub.add_argument("--store", help="where a folder's features are kept (default VIDEOS/.matr-features)")
-    sub.add_argument("--per-video", type=positive_int, default=3,
-                     help="at most this many moments per video (default 3)")
+    sub.add_argument(
+        "--per-video", type=positive_int, default=3, help="at most this many moments per video (default 3)"
+    )
     _add_inference(sub, top_k=10)
 
     sub = command("report", cmd_report, "run the notebooks of a profile headless and build the report")
     sub.add_argument("--profile", choices=sorted(PROFILES), default="smoke", help="run profile (default smoke)")
-    sub.add_argument("--workdir", help="working folder for features and checkpoints, reused to resume "
-                                       "(default runs/PROFILE; the paper profiles read their data from WORKDIR/data)")
+    sub.add_argument(
+        "--workdir",
+        help="working folder for features and checkpoints, reused to resume "
+        "(default runs/PROFILE; the paper profiles read their data from WORKDIR/data)",
+    )
     sub.add_argument("--out", default="reports", help="report folder (default reports)")
     sub.add_argument("--notebooks", default="notebooks", help="folder of the notebook series (default notebooks)")
     sub.add_argument("--from", dest="from_", help="re-run the series from this notebook (number or name)")
@@ -444,33 +565,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_weights(sub: argparse.ArgumentParser, default: str | None) -> None:
-    sub.add_argument("--weights", default=default,
-                     help="CLIP weights: openai, random (meaningless features, for offline demos) or a checkpoint "
-                          "file" + (f" (default {default})" if default else " (default: those the checkpoint was "
-                                                                          "trained on)"))
+    sub.add_argument(
+        "--weights",
+        default=default,
+        help="CLIP weights: openai, random (meaningless features, for offline demos) or a checkpoint "
+        "file" + (f" (default {default})" if default else " (default: those the checkpoint was trained on)"),
+    )
 
 
 def _add_data(sub: argparse.ArgumentParser, *, annotations_required: bool, split_default: str | None) -> None:
     sub.add_argument("--features", required=True, help="feature store folder (from 'matr extract')")
-    sub.add_argument("--annotations", required=annotations_required,
-                     help="annotation file: matr pairs (.jsonl), SportsMoments (.jsonl or .csv) or own videos (.csv)")
-    sub.add_argument("--split", default=split_default,
-                     help=f"split of --annotations to use (default {split_default or 'all records'})")
+    sub.add_argument(
+        "--annotations",
+        required=annotations_required,
+        help="annotation file: matr pairs (.jsonl), SportsMoments (.jsonl or .csv) or own videos (.csv)",
+    )
+    sub.add_argument(
+        "--split",
+        default=split_default,
+        help=f"split of --annotations to use (default {split_default or 'all records'})",
+    )
 
 
 def _add_training(sub: argparse.ArgumentParser, *, preset_default: str | None) -> None:
     default = preset_default or "paper, or that of --init-from"
-    sub.add_argument("--preset", choices=sorted(PRESETS), default=preset_default,
-                     help=f"model preset (default {default})")
-    sub.add_argument("--set", type=config_update, action="append", default=[], metavar="KEY=VALUE",
-                     help="config override, repeatable (e.g. --set model.align_method=tcc)")
+    sub.add_argument(
+        "--preset", choices=sorted(PRESETS), default=preset_default, help=f"model preset (default {default})"
+    )
+    sub.add_argument(
+        "--set",
+        type=config_update,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, repeatable (e.g. --set model.align_method=tcc)",
+    )
     sub.add_argument("--epochs", type=positive_int, default=10, help="epochs (default 10)")
     sub.add_argument("--batch-size", type=positive_int, default=32, help="pairs per batch and process (default 32)")
     sub.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4, paper)")
     sub.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4, paper)")
     sub.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs (default 0)")
-    sub.add_argument("--lr-drop-epochs", type=positive_int, nargs="*", default=[], metavar="EPOCH",
-                     help="multiply the learning rate by 0.1 at each of these epochs (default none)")
+    sub.add_argument(
+        "--lr-drop-epochs",
+        type=positive_int,
+        nargs="*",
+        default=[],
+        metavar="EPOCH",
+        help="multiply the learning rate by 0.1 at each of these epochs (default none)",
+    )
     sub.add_argument("--seed", type=int, default=0, help="seed of initialisation, sampling and dropout (default 0)")
     sub.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
 
@@ -490,13 +632,18 @@ def _add_inference(sub: argparse.ArgumentParser, *, top_k: int) -> None:
 
 # --- Entry point --------------------------------------------------------------------------------
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``matr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("matr").setLevel(level)
     try:
         return args.handler(args)

@@ -58,9 +58,21 @@ class ModelConfig:
     align_temperature: float = 0.1  # softmax temperature of the contrastive cost; paper silent (no such cost)
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("input_dim", "hidden_dim", "num_heads", "ffn_dim", "encoder_layers",
-                               "num_queries", "head_layers", "head_kernel", "max_target_frames",
-                               "max_query_frames"))
+        _check_positive(
+            self,
+            (
+                "input_dim",
+                "hidden_dim",
+                "num_heads",
+                "ffn_dim",
+                "encoder_layers",
+                "num_queries",
+                "head_layers",
+                "head_kernel",
+                "max_target_frames",
+                "max_query_frames",
+            ),
+        )
         _check_choice(self, "fusion", FUSIONS)
         _check_choice(self, "align_method", ALIGN_METHODS)
         _check_choice(self, "align_cost", ALIGN_COSTS)
@@ -69,8 +81,9 @@ class ModelConfig:
         if self.use_decoder and self.decoder_layers == 0:
             raise ValueError("ModelConfig.decoder_layers is 0 but use_decoder is True")
         if self.hidden_dim % self.num_heads:
-            raise ValueError(f"ModelConfig.hidden_dim ({self.hidden_dim}) must be divisible by "
-                             f"num_heads ({self.num_heads})")
+            raise ValueError(
+                f"ModelConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
         if self.head_kernel % 2 == 0:
             raise ValueError(f"ModelConfig.head_kernel must be odd ('same' padding), got {self.head_kernel}")
         for name in ("transformer_dropout", "projection_dropout"):
@@ -125,16 +138,24 @@ class MATRConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> MATRConfig:
         """Inverse of ``to_dict``; missing keys take their defaults, unknown keys raise."""
         _reject_unknown(cls, data)
-        return cls(model=_build(ModelConfig, data.get("model", {})),
-                   loss=_build(LossConfig, data.get("loss", {})))
+        return cls(model=_build(ModelConfig, data.get("model", {})), loss=_build(LossConfig, data.get("loss", {})))
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {},
     "demo": {"model": {"hidden_dim": 256, "ffn_dim": 512, "encoder_layers": 2, "decoder_layers": 2}},
-    "smoke": {"model": {"hidden_dim": 64, "num_heads": 4, "ffn_dim": 128, "encoder_layers": 1,
-                        "decoder_layers": 1, "num_queries": 4, "max_target_frames": 256,
-                        "max_query_frames": 64}},
+    "smoke": {
+        "model": {
+            "hidden_dim": 64,
+            "num_heads": 4,
+            "ffn_dim": 128,
+            "encoder_layers": 1,
+            "decoder_layers": 1,
+            "num_queries": 4,
+            "max_target_frames": 256,
+            "max_query_frames": 64,
+        }
+    },
 }
 
 

@@ -48,9 +48,16 @@ def move_to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, batches: Iterable[Mapping[str, Any]], *, device: torch.device | str = "cpu",
-            sources: Sequence[Source] = ("heads",), top_k: int = 5, nms_threshold: float = 0.7,
-            progress: bool | None = None) -> EvalResult:
+def predict(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    *,
+    device: torch.device | str = "cpu",
+    sources: Sequence[Source] = ("heads",),
+    top_k: int = 5,
+    nms_threshold: float = 0.7,
+    progress: bool | None = None,
+) -> EvalResult:
     """Ranked moments for every pair of ``batches`` (collated, see ``matr.data``), in eval mode.
 
     ``sources``: ``"heads"`` (the prediction heads with NMS), ``"A_pre"`` / ``"A_post"`` (the span of
@@ -96,11 +103,14 @@ def write_evaluation(out_dir: str | os.PathLike, result: EvalResult, provenance:
     out_dir = Path(out_dir)
     scores = result.metrics()
     write_jsonl(out_dir / "predictions.jsonl", prediction_records(result.predictions))
-    write_json(out_dir / "metrics.json", {
-        "metrics": scores,
-        "descriptions": metrics.METRIC_DESCRIPTIONS,
-        "provenance": dict(provenance),
-    })
+    write_json(
+        out_dir / "metrics.json",
+        {
+            "metrics": scores,
+            "descriptions": metrics.METRIC_DESCRIPTIONS,
+            "provenance": dict(provenance),
+        },
+    )
     return scores
 
 

@@ -44,8 +44,10 @@ def use_style() -> None:
 
 # --- Saving -------------------------------------------------------------------------------------
 
-def save(fig: Figure, folder: str | os.PathLike, name: str, *, title: str, caption: str,
-         kind: str = "figure", dpi: int = 120) -> dict[str, str]:
+
+def save(
+    fig: Figure, folder: str | os.PathLike, name: str, *, title: str, caption: str, kind: str = "figure", dpi: int = 120
+) -> dict[str, str]:
     """Write ``fig`` as ``folder/name`` (PNG, atomically); returns its ``figures.json`` entry."""
     if kind not in FIGURE_KINDS:
         raise ValueError(f"figure kind must be one of {FIGURE_KINDS}, got {kind!r}")
@@ -70,6 +72,7 @@ def write_index(folder: str | os.PathLike, entries: Sequence[Mapping[str, str]])
 
 # --- Tables and curves --------------------------------------------------------------------------
 
+
 def table_bars(frame: pd.DataFrame, metrics: Sequence[str] = ("mIoU", "R1@0.5")) -> Figure:
     """Horizontal bars per row of a table (:func:`matr.experiments.table_frame`): ours and the paper's.
 
@@ -84,12 +87,21 @@ def table_bars(frame: pd.DataFrame, metrics: Sequence[str] = ("mIoU", "R1@0.5"))
                 if value is not None and not pd.isna(value):
                     long.append({"row": row["label"], "metric": metric, "source": name, "value": value})
     long = pd.DataFrame(long)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 0.7 * len(frame) + 1.6), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(6 * len(metrics), 0.7 * len(frame) + 1.6), sharey=True, squeeze=False
+    )
     hue_order = ["ours", *(name for name in PAPER_SERIES.values() if name in set(long["source"]))]
     for ax, metric in zip(axes[0], metrics):
-        sns.barplot(data=long[long["metric"] == metric], y="row", x="value", hue="source", hue_order=hue_order,
-                    order=list(frame["label"]), orient="h", ax=ax)
+        sns.barplot(
+            data=long[long["metric"] == metric],
+            y="row",
+            x="value",
+            hue="source",
+            hue_order=hue_order,
+            order=list(frame["label"]),
+            orient="h",
+            ax=ax,
+        )
         ax.set(title=metric, xlabel="%", ylabel="", xlim=(0, 100))
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for ax in axes[0]:
@@ -106,8 +118,9 @@ def training_curves(curves: pd.DataFrame, quantities: Sequence[str] = ("train_lo
         raise ValueError(f"none of {list(quantities)} is in the curves; columns: {list(curves.columns)}")
     fig, axes = plt.subplots(1, len(present), figsize=(5.5 * len(present), 3.6), squeeze=False)
     for ax, quantity in zip(axes[0], present):
-        sns.lineplot(data=curves[curves[quantity].notna()], x="epoch", y=quantity, hue="run", marker="o",
-                     markersize=3, ax=ax)
+        sns.lineplot(
+            data=curves[curves[quantity].notna()], x="epoch", y=quantity, hue="run", marker="o", markersize=3, ax=ax
+        )
         ax.set(title=quantity)
     fig.tight_layout()
     return fig
@@ -116,8 +129,11 @@ def training_curves(curves: pd.DataFrame, quantities: Sequence[str] = ("train_lo
 def dataset_figure(pairs: pd.DataFrame) -> Figure:
     """Per split (rows): target durations, moment length relative to the target, moment centre position."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 0.6 * pairs["split"].nunique() + 2.2), sharey=True)
-    panels = (("duration", "target duration (s)"), ("relative_length", "moment length / target duration"),
-              ("relative_centre", "moment centre / target duration"))
+    panels = (
+        ("duration", "target duration (s)"),
+        ("relative_length", "moment length / target duration"),
+        ("relative_centre", "moment centre / target duration"),
+    )
     for ax, (column, label) in zip(axes, panels):
         sns.boxplot(data=pairs, x=column, y="split", color="0.9", showfliers=False, ax=ax)
         sns.stripplot(data=pairs, x=column, y="split", hue="split", legend=False, size=3, alpha=0.6, ax=ax)
@@ -132,13 +148,17 @@ def iou_distribution(ious: pd.DataFrame) -> Figure:
     sns.boxplot(data=ious, x="iou", y="method", color="0.9", showfliers=False, ax=ax)
     sns.stripplot(data=ious, x="iou", y="method", hue="method", legend=False, size=4, alpha=0.7, ax=ax)
     ax.axvline(0.5, color="0.4", ls="--", lw=1)
-    ax.set(xlabel="IoU of the top-1 moment with the ground truth (dashed: 0.5, the R1@0.5 threshold)",
-           ylabel="", xlim=(0, 1))
+    ax.set(
+        xlabel="IoU of the top-1 moment with the ground truth (dashed: 0.5, the R1@0.5 threshold)",
+        ylabel="",
+        xlim=(0, 1),
+    )
     fig.tight_layout()
     return fig
 
 
 # --- One pair -----------------------------------------------------------------------------------
+
 
 def moment_figure(example: Any, *, title: str | None = None) -> Figure:
     """Fig. 4 style: the query's frames, the target's frames and a timeline of the moments.
@@ -147,11 +167,13 @@ def moment_figure(example: Any, *, title: str | None = None) -> Figure:
     The ground truth is the first bar and a shaded band; each method's top-1 span follows, with its
     start and end in brackets.
     """
-    strips = [(name, video) for name, video in (("query", example.query), ("target", example.target))
-              if video is not None]
+    strips = [
+        (name, video) for name, video in (("query", example.query), ("target", example.target)) if video is not None
+    ]
     heights = [1.0] * len(strips) + [0.45 * (len(example.spans) + 1) + 0.6]
-    fig, axes = plt.subplots(len(heights), 1, figsize=(11, sum(heights) * 1.25),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(heights), 1, figsize=(11, sum(heights) * 1.25), gridspec_kw={"height_ratios": heights}, squeeze=False
+    )
     for ax, (name, video) in zip(axes[:, 0], strips):
         _filmstrip(ax, video, example.ground_truth if name == "target" else None)
         seconds = video.duration
@@ -169,7 +191,7 @@ def _filmstrip(ax: plt.Axes, video: Any, highlight: tuple[float, float] | None) 
     gap = max(2, w // 24)
     strip = np.full((h, k * (w + gap) - gap, 3), 255, dtype=np.uint8)
     for i, frame in enumerate(frames):
-        strip[:, i * (w + gap): i * (w + gap) + w] = frame
+        strip[:, i * (w + gap) : i * (w + gap) + w] = frame
     ax.imshow(strip)
     ax.set_axis_off()
     for i, t in enumerate(video.timestamps):
@@ -184,10 +206,9 @@ def _timeline(ax: plt.Axes, example: Any) -> None:
     colours = [GROUND_TRUTH_COLOUR, *sns.color_palette("colorblind", len(example.spans))]
     duration = example.record.duration
     ax.axvspan(*example.ground_truth, color=GROUND_TRUTH_COLOUR, alpha=0.12, lw=0)
-    for row, ((label, (start, end)), colour) in enumerate(zip(bars, colours)):
+    for row, ((_label, (start, end)), colour) in enumerate(zip(bars, colours)):
         ax.broken_barh([(start, max(end - start, duration * 0.003))], (row - 0.35, 0.7), color=colour)
-        ax.text(min(end, duration) + duration * 0.01, row, f"[{start:.1f}, {end:.1f}]", va="center",
-                fontsize="small")
+        ax.text(min(end, duration) + duration * 0.01, row, f"[{start:.1f}, {end:.1f}]", va="center", fontsize="small")
     ax.set_yticks(range(len(bars)), [label for label, _ in bars])
     ax.set_ylim(len(bars) - 0.5, -0.5)
     ax.set_xlim(0, duration * 1.12)
@@ -202,20 +223,33 @@ def alignment_heatmaps(view: Any) -> Figure:
     columns, and the ground-truth target frames lie between the two green lines.
     """
     fig, axes = plt.subplots(2, 2, figsize=(10, 8))
-    panels = ((view.cost_pre, "cost before fusion (E_t, E_q)", "mako_r", True),
-              (view.cost_post, "cost after fusion (E_t^g, E_q^g)", "mako_r", True),
-              (view.path_pre, "hard alignment A_pre", "Greys", False),
-              (view.path_post, "hard alignment A_post", "Greys", False))
+    panels = (
+        (view.cost_pre, "cost before fusion (E_t, E_q)", "mako_r", True),
+        (view.cost_post, "cost after fusion (E_t^g, E_q^g)", "mako_r", True),
+        (view.path_pre, "hard alignment A_pre", "Greys", False),
+        (view.path_post, "hard alignment A_post", "Greys", False),
+    )
     first, stop = view.ground_truth_frames
     for ax, (matrix, title, cmap, colour_bar) in zip(axes.flat, panels):
         rows, columns = matrix.shape
-        sns.heatmap(matrix, cmap=cmap, cbar=colour_bar, ax=ax, xticklabels=max(1, columns // 10),
-                    yticklabels=max(1, rows // 12), vmin=None if colour_bar else 0, vmax=None if colour_bar else 1)
+        sns.heatmap(
+            matrix,
+            cmap=cmap,
+            cbar=colour_bar,
+            ax=ax,
+            xticklabels=max(1, columns // 10),
+            yticklabels=max(1, rows // 12),
+            vmin=None if colour_bar else 0,
+            vmax=None if colour_bar else 1,
+        )
         ax.tick_params(axis="y", labelrotation=0)
         for row in (first, stop):
             ax.axhline(row, color=GROUND_TRUTH_COLOUR, lw=2)
         ax.set(title=title, xlabel="query frame j", ylabel="target frame i")
-    fig.suptitle(f"pair {view.pair_id}: ground-truth target frames [{first}, {stop}) between the green lines "
-                 f"({view.clip_length:g} s per frame)", fontsize="medium")
+    fig.suptitle(
+        f"pair {view.pair_id}: ground-truth target frames [{first}, {stop}) between the green lines "
+        f"({view.clip_length:g} s per frame)",
+        fontsize="medium",
+    )
     fig.tight_layout()
     return fig

@@ -114,26 +114,52 @@ def prepare_query(query: np.ndarray | Tensor, max_query_frames: int) -> np.ndarr
     return resample_frames(query, max_query_frames) if len(query) > max_query_frames else query
 
 
-def localize_features(model: nn.Module, query: np.ndarray | Tensor, target: np.ndarray | Tensor,
-                      clip_length: float = 2.0, duration: float | None = None, top_k: int = 5,
-                      nms_threshold: float = 0.7, *, stride: int | None = None,
-                      batch_size: int = DEFAULT_BATCH_SIZE) -> list[RankedSpan]:
+def localize_features(
+    model: nn.Module,
+    query: np.ndarray | Tensor,
+    target: np.ndarray | Tensor,
+    clip_length: float = 2.0,
+    duration: float | None = None,
+    top_k: int = 5,
+    nms_threshold: float = 0.7,
+    *,
+    stride: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[RankedSpan]:
     """Ranked moments (seconds, best first) of ``query (N, d)`` in ``target (M, d)``.
 
     ``duration``: the target's length in seconds (default ``M * clip_length``). Targets longer than
     the model's ``max_target_frames`` go through overlapping windows (module docstring).
     """
-    hits = search_features(model, query, {"target": target}, clip_length=clip_length, top_k=top_k,
-                           per_video=top_k, nms_threshold=nms_threshold, stride=stride, batch_size=batch_size,
-                           durations=None if duration is None else {"target": float(duration)})
+    hits = search_features(
+        model,
+        query,
+        {"target": target},
+        clip_length=clip_length,
+        top_k=top_k,
+        per_video=top_k,
+        nms_threshold=nms_threshold,
+        stride=stride,
+        batch_size=batch_size,
+        durations=None if duration is None else {"target": float(duration)},
+    )
     return [RankedSpan(hit.start, hit.end, hit.score) for hit in hits]
 
 
-def search_features(model: nn.Module, query: np.ndarray | Tensor, library: Any, *,
-                    clip_length: float | None = None, top_k: int = 10, per_video: int = 3,
-                    nms_threshold: float = 0.7, video_ids: Sequence[str] | None = None,
-                    durations: Mapping[str, float] | None = None, stride: int | None = None,
-                    batch_size: int = DEFAULT_BATCH_SIZE) -> list[SearchHit]:
+def search_features(
+    model: nn.Module,
+    query: np.ndarray | Tensor,
+    library: Any,
+    *,
+    clip_length: float | None = None,
+    top_k: int = 10,
+    per_video: int = 3,
+    nms_threshold: float = 0.7,
+    video_ids: Sequence[str] | None = None,
+    durations: Mapping[str, float] | None = None,
+    stride: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[SearchHit]:
     """The ``top_k`` best moments of ``query (N, d)`` across every video of ``library``.
 
     ``library``: a :class:`matr.features.FeatureStore` (clip length and duration of every video come
@@ -152,8 +178,11 @@ def search_features(model: nn.Module, query: np.ndarray | Tensor, library: Any, 
         raise ValueError("the video library is empty: there is nothing to search")
     features = [_features(library, video_id) for video_id in ids]
     clips = [_clip_length(library, video_id, clip_length) for video_id in ids]
-    jobs = [_Job(v, w, clips[v]) for v, f in enumerate(features)
-            for w in plan_windows(len(f), config.max_target_frames, stride)]
+    jobs = [
+        _Job(v, w, clips[v])
+        for v, f in enumerate(features)
+        for w in plan_windows(len(f), config.max_target_frames, stride)
+    ]
     candidates: list[list[tuple[Tensor, Tensor]]] = [[] for _ in ids]
     for job, found in zip(jobs, _run_windows(model, query, features, jobs, batch_size), strict=True):
         candidates[job.video].append(found)
@@ -163,14 +192,17 @@ def search_features(model: nn.Module, query: np.ndarray | Tensor, library: Any, 
         spans = clip_spans(torch.cat([s for s, _ in candidates[v]]), duration)
         scores = torch.cat([p for _, p in candidates[v]])
         keep = nms_1d(spans, scores, nms_threshold, max_keep=per_video)
-        hits += [SearchHit(video_id, float(s), float(e), float(p))
-                 for (s, e), p in zip(spans[keep].tolist(), scores[keep].tolist(), strict=True)]
+        hits += [
+            SearchHit(video_id, float(s), float(e), float(p))
+            for (s, e), p in zip(spans[keep].tolist(), scores[keep].tolist(), strict=True)
+        ]
     hits.sort(key=lambda hit: (-hit.score, hit.video_id, hit.start))
     return hits[:top_k]
 
 
-def _run_windows(model: nn.Module, query: np.ndarray, features: Sequence[np.ndarray], jobs: Sequence[_Job],
-                 batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+def _run_windows(
+    model: nn.Module, query: np.ndarray, features: Sequence[np.ndarray], jobs: Sequence[_Job], batch_size: int
+) -> Iterator[tuple[Tensor, Tensor]]:
     """For every job, in order: the owned frames' spans ``(K, 2)`` in video seconds and scores ``(K,)``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -181,10 +213,18 @@ def _run_windows(model: nn.Module, query: np.ndarray, features: Sequence[np.ndar
         for chunk in _chunks(jobs, batch_size):
             if len({job.clip_length for job in chunk}) > 1:
                 raise ValueError("videos searched together must share one clip length")
-            items = [make_item(f"window-{i}", query, features[job.video][job.window.first:job.window.stop], None,
-                               (job.window.stop - job.window.first) * job.clip_length,
-                               job.window.first * job.clip_length, job.clip_length)
-                     for i, job in enumerate(chunk)]
+            items = [
+                make_item(
+                    f"window-{i}",
+                    query,
+                    features[job.video][job.window.first : job.window.stop],
+                    None,
+                    (job.window.stop - job.window.first) * job.clip_length,
+                    job.window.first * job.clip_length,
+                    job.clip_length,
+                )
+                for i, job in enumerate(chunk)
+            ]
             with torch.no_grad():
                 outputs = model(move_to_device(collate_pairs(items), device))
             fg, offsets = outputs["fg_logits"].float().cpu(), outputs["offsets"].float().cpu()
@@ -204,7 +244,7 @@ def _owned_candidates(fg_logits: Tensor, offsets: Tensor, job: _Job) -> tuple[Te
 
 def _chunks(items: Sequence[_Job], size: int) -> Iterator[Sequence[_Job]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _model_config(model: nn.Module) -> Any:
@@ -241,8 +281,9 @@ def _clip_length(library: Any, video_id: str, clip_length: float | None) -> floa
     return stored
 
 
-def _duration(library: Any, video_id: str, num_frames: int, clip_length: float,
-              durations: Mapping[str, float] | None) -> float:
+def _duration(
+    library: Any, video_id: str, num_frames: int, clip_length: float, durations: Mapping[str, float] | None
+) -> float:
     if durations is not None and video_id in durations:
         return float(durations[video_id])
     if not isinstance(library, Mapping):
@@ -259,8 +300,10 @@ def find_videos(folder: str | os.PathLike) -> dict[str, Path]:
     for path in sorted(_walk(folder)):
         if path.suffix.lower() in VIDEO_SUFFIXES:
             if path.stem in videos:
-                raise ValueError(f"{path} and {videos[path.stem]} share the file stem {path.stem!r}, "
-                                 "which must be unique (it is the video id)")
+                raise ValueError(
+                    f"{path} and {videos[path.stem]} share the file stem {path.stem!r}, "
+                    "which must be unique (it is the video id)"
+                )
             videos[path.stem] = path
     if not videos:
         raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) found under {folder}")
@@ -279,6 +322,7 @@ def _walk(folder: Path) -> Iterable[Path]:
 
 # --- Video files --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Localization:
     """What :func:`localize_videos` found: ranked ``moments`` (seconds) of the query in the target."""
@@ -295,12 +339,21 @@ class Localization:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict: inputs, weights tag, whether the backbone is random-init, ranked moments."""
-        return {"query": self.query, "query_window": None if self.query_window is None else list(self.query_window),
-                "target": self.target, "target_duration": self.target_duration, "clip_length": self.clip_length,
-                "query_frames": self.query_frames, "target_frames": self.target_frames,
-                "weights_tag": self.weights_tag, "random_init_backbone": is_random_init(self.weights_tag),
-                "moments": [{"rank": rank, "start": m.start, "end": m.end, "score": m.score}
-                            for rank, m in enumerate(self.moments, start=1)]}
+        return {
+            "query": self.query,
+            "query_window": None if self.query_window is None else list(self.query_window),
+            "target": self.target,
+            "target_duration": self.target_duration,
+            "clip_length": self.clip_length,
+            "query_frames": self.query_frames,
+            "target_frames": self.target_frames,
+            "weights_tag": self.weights_tag,
+            "random_init_backbone": is_random_init(self.weights_tag),
+            "moments": [
+                {"rank": rank, "start": m.start, "end": m.end, "score": m.score}
+                for rank, m in enumerate(self.moments, start=1)
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -317,12 +370,19 @@ class SearchResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict: inputs, weights tag, whether the backbone is random-init, ranked moments."""
-        return {"query": self.query, "query_window": None if self.query_window is None else list(self.query_window),
-                "feature_store": self.store, "videos_searched": self.videos_searched,
-                "videos_failed": self.failed, "weights_tag": self.weights_tag,
-                "random_init_backbone": is_random_init(self.weights_tag),
-                "moments": [{"rank": rank, "video_id": h.video_id, "start": h.start, "end": h.end, "score": h.score}
-                            for rank, h in enumerate(self.hits, start=1)]}
+        return {
+            "query": self.query,
+            "query_window": None if self.query_window is None else list(self.query_window),
+            "feature_store": self.store,
+            "videos_searched": self.videos_searched,
+            "videos_failed": self.failed,
+            "weights_tag": self.weights_tag,
+            "random_init_backbone": is_random_init(self.weights_tag),
+            "moments": [
+                {"rank": rank, "video_id": h.video_id, "start": h.start, "end": h.end, "score": h.score}
+                for rank, h in enumerate(self.hits, start=1)
+            ],
+        }
 
 
 def weights_from_tag(tag: str | None) -> tuple[str, int]:
@@ -332,20 +392,24 @@ def weights_from_tag(tag: str | None) -> tuple[str, int]:
     match = re.fullmatch(r"random-init\(seed=(-?\d+)\)", tag)
     if match:
         return "random", int(match.group(1))
-    raise ValueError(f"the features were made with weights {tag!r} (a local checkpoint file): pass that file "
-                     "as --weights PATH")
+    raise ValueError(
+        f"the features were made with weights {tag!r} (a local checkpoint file): pass that file as --weights PATH"
+    )
 
 
 def check_weights_tag(encoder_tag: str, expected: str | None, what: str) -> None:
     """Raise ``ValueError`` unless features of ``encoder_tag`` fit ``what``, made with ``expected``."""
     if expected is not None and encoder_tag != expected:
-        raise ValueError(f"{what} uses CLIP features with weights {expected!r}, but the query encoder has "
-                         f"{encoder_tag!r}; features of different weights cannot be compared (use --weights to "
-                         "pick the same weights)")
+        raise ValueError(
+            f"{what} uses CLIP features with weights {expected!r}, but the query encoder has "
+            f"{encoder_tag!r}; features of different weights cannot be compared (use --weights to "
+            "pick the same weights)"
+        )
 
 
-def load_for_inference(checkpoint: str | os.PathLike, *, weights: str | None = None, seed: int | None = None,
-                       device: str | None = None) -> tuple[nn.Module, ClipEncoder, dict[str, Any]]:
+def load_for_inference(
+    checkpoint: str | os.PathLike, *, weights: str | None = None, seed: int | None = None, device: str | None = None
+) -> tuple[nn.Module, ClipEncoder, dict[str, Any]]:
     """The model of ``checkpoint`` and a CLIP encoder whose weights match the checkpoint's training features.
 
     ``weights`` defaults to those the checkpoint was trained on (its ``run`` record); a random-init
@@ -364,17 +428,41 @@ def load_for_inference(checkpoint: str | os.PathLike, *, weights: str | None = N
     return model, encoder, info
 
 
-def localize_videos(model: nn.Module, encoder: ClipEncoder, query: str | os.PathLike, target: str | os.PathLike, *,
-                    clip_length: float = 2.0, query_start: float | None = None, query_end: float | None = None,
-                    top_k: int = 5, nms_threshold: float = 0.7) -> Localization:
+def localize_videos(
+    model: nn.Module,
+    encoder: ClipEncoder,
+    query: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    clip_length: float = 2.0,
+    query_start: float | None = None,
+    query_end: float | None = None,
+    top_k: int = 5,
+    nms_threshold: float = 0.7,
+) -> Localization:
     """Decode and encode two video files, then rank the moments of ``query`` (or its clip) in ``target``."""
     query_features = video_features(query, encoder, clip_length, start=query_start, end=query_end)
     target_features = video_features(target, encoder, clip_length)
-    moments = localize_features(model, query_features.features, target_features.features, clip_length,
-                                target_features.duration, top_k, nms_threshold)
-    return Localization(str(query), str(target), _window(query_start, query_end, query_features),
-                        len(query_features.features), len(target_features.features), target_features.duration,
-                        clip_length, encoder.weights_tag, moments)
+    moments = localize_features(
+        model,
+        query_features.features,
+        target_features.features,
+        clip_length,
+        target_features.duration,
+        top_k,
+        nms_threshold,
+    )
+    return Localization(
+        str(query),
+        str(target),
+        _window(query_start, query_end, query_features),
+        len(query_features.features),
+        len(target_features.features),
+        target_features.duration,
+        clip_length,
+        encoder.weights_tag,
+        moments,
+    )
 
 
 def is_feature_store(path: str | os.PathLike) -> bool:
@@ -388,8 +476,14 @@ def library_store(path: str | os.PathLike, store: str | os.PathLike | None = Non
     return path if is_feature_store(path) else Path(store) if store is not None else path / ".matr-features"
 
 
-def open_library(path: str | os.PathLike, encoder: ClipEncoder, *, store: str | os.PathLike | None = None,
-                 clip_length: float = 2.0, progress: bool = False) -> tuple[FeatureStore, dict[str, str]]:
+def open_library(
+    path: str | os.PathLike,
+    encoder: ClipEncoder,
+    *,
+    store: str | os.PathLike | None = None,
+    clip_length: float = 2.0,
+    progress: bool = False,
+) -> tuple[FeatureStore, dict[str, str]]:
     """The feature store of a library: ``path`` itself if it is a store, else the store of the videos under ``path``.
 
     A folder of videos is encoded into ``store`` (default ``path/.matr-features``); videos already
@@ -404,27 +498,49 @@ def open_library(path: str | os.PathLike, encoder: ClipEncoder, *, store: str | 
     check_weights_tag(encoder.weights_tag, features.weights_tag, f"feature store {root}")
     failed: dict[str, str] = {}
     if root != path:
-        failed = extract_features(find_videos(path), features, encoder, clip_length, shard=(0, 1),
-                                  progress=progress).failed
+        failed = extract_features(
+            find_videos(path), features, encoder, clip_length, shard=(0, 1), progress=progress
+        ).failed
     if not features.video_ids():
         raise ValueError(f"feature store {root} holds no features")
     return features, failed
 
 
-def search_videos(model: nn.Module, encoder: ClipEncoder, query: str | os.PathLike, library: str | os.PathLike, *,
-                  store: str | os.PathLike | None = None, clip_length: float = 2.0, query_start: float | None = None,
-                  query_end: float | None = None, top_k: int = 10, per_video: int = 3, nms_threshold: float = 0.7,
-                  progress: bool = False) -> SearchResult:
+def search_videos(
+    model: nn.Module,
+    encoder: ClipEncoder,
+    query: str | os.PathLike,
+    library: str | os.PathLike,
+    *,
+    store: str | os.PathLike | None = None,
+    clip_length: float = 2.0,
+    query_start: float | None = None,
+    query_end: float | None = None,
+    top_k: int = 10,
+    per_video: int = 3,
+    nms_threshold: float = 0.7,
+    progress: bool = False,
+) -> SearchResult:
     """Rank the moments of a query video across a library (a folder of videos or a feature store)."""
     features, failed = open_library(library, encoder, store=store, clip_length=clip_length, progress=progress)
     if features.clip_length != clip_length:
-        raise ValueError(f"feature store {features.root} samples a frame every {features.clip_length:g} s, but the "
-                         f"model was trained with {clip_length:g} s")
+        raise ValueError(
+            f"feature store {features.root} samples a frame every {features.clip_length:g} s, but the "
+            f"model was trained with {clip_length:g} s"
+        )
     query_features = video_features(query, encoder, clip_length, start=query_start, end=query_end)
-    hits = search_features(model, query_features.features, features, top_k=top_k, per_video=per_video,
-                           nms_threshold=nms_threshold)
-    return SearchResult(str(query), _window(query_start, query_end, query_features), str(features.root),
-                        len(features.video_ids()), encoder.weights_tag, hits, failed)
+    hits = search_features(
+        model, query_features.features, features, top_k=top_k, per_video=per_video, nms_threshold=nms_threshold
+    )
+    return SearchResult(
+        str(query),
+        _window(query_start, query_end, query_features),
+        str(features.root),
+        len(features.video_ids()),
+        encoder.weights_tag,
+        hits,
+        failed,
+    )
 
 
 def _window(start: float | None, end: float | None, features: VideoFeatures) -> tuple[float, float] | None:

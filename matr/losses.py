@@ -47,8 +47,9 @@ def offsets_as_spans(offsets: Tensor) -> Tensor:
     return torch.stack([-offsets[..., 0], offsets[..., 1]], dim=-1)
 
 
-def boundary_losses(pred: Tensor, target: Tensor, foreground: Tensor, target_mask: Tensor,
-                    beta: float = 1.0) -> tuple[Tensor, Tensor]:
+def boundary_losses(
+    pred: Tensor, target: Tensor, foreground: Tensor, target_mask: Tensor, beta: float = 1.0
+) -> tuple[Tensor, Tensor]:
     """L_L1 and L_IoU on foreground frames only.
 
     ``pred``, ``target``: (B, M, 2) offsets in frame units; ``foreground``: (B, M) 0/1;
@@ -73,8 +74,9 @@ class MATRLoss(nn.Module):
         """Returns {"loss", "fg", "l1", "giou"} plus "align_pre" / "align_post" when present."""
         target_mask = batch["target_mask"]
         terms = {"fg": foreground_loss(outputs["fg_logits"], batch["foreground"], target_mask)}
-        terms["l1"], terms["giou"] = boundary_losses(outputs["offsets"], batch["offsets"], batch["foreground"],
-                                                     target_mask, beta=self.config.smooth_l1_beta)
+        terms["l1"], terms["giou"] = boundary_losses(
+            outputs["offsets"], batch["offsets"], batch["foreground"], target_mask, beta=self.config.smooth_l1_beta
+        )
         for name in ("align_pre", "align_post"):
             if outputs.get(name) is not None:
                 terms[name] = outputs[name].mean()

@@ -88,8 +88,13 @@ class Projection(nn.Module):
     def __init__(self, input_dim: int, hidden_dim: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(input_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.Dropout(dropout),
+            nn.Linear(input_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -128,13 +133,13 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor,
-                memory_mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor, memory_mask: Tensor) -> Tensor:
         """x, query_pos: (B, l, d); memory, memory_pos: (B, M, d); memory_mask: (B, M) True = ignore."""
         qk = x + query_pos
         x = self.norm1(x + self.drop1(self.self_attn(qk, qk, x, need_weights=False)[0]))
-        attended = self.cross_attn(x + query_pos, memory + memory_pos, memory,
-                                   key_padding_mask=memory_mask, need_weights=False)[0]
+        attended = self.cross_attn(
+            x + query_pos, memory + memory_pos, memory, key_padding_mask=memory_mask, need_weights=False
+        )[0]
         x = self.norm2(x + self.drop2(attended))
         return self.norm3(x + self.drop3(self.ffn(x)))
 
@@ -174,8 +179,9 @@ class MATR(nn.Module):
             self.query_embed = nn.Parameter(torch.empty(cfg.num_queries, d))  # Q, (l, d)
             self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(cfg.decoder_layers))
             if cfg.fusion == "attend":
-                self.fusion_attn = nn.MultiheadAttention(d, cfg.num_heads, dropout=cfg.transformer_dropout,
-                                                         batch_first=True)
+                self.fusion_attn = nn.MultiheadAttention(
+                    d, cfg.num_heads, dropout=cfg.transformer_dropout, batch_first=True
+                )
                 self.fusion_norm = nn.LayerNorm(d)
             head_in = 2 * d
         self.fg_head = ConvHead(head_in, d, 1, cfg.head_layers, cfg.head_kernel)
@@ -212,11 +218,15 @@ class MATR(nn.Module):
         return {
             "fg_logits": self.fg_head(features, target_mask).squeeze(-1),
             "offsets": F.softplus(self.boundary_head(features, target_mask)),
-            "align_pre": align_pre, "align_post": align_post, "A_pre": a_pre, "A_post": a_post,
+            "align_pre": align_pre,
+            "align_post": align_post,
+            "A_pre": a_pre,
+            "A_post": a_post,
         }
 
-    def encode(self, et: Tensor, eq: Tensor, pos_t: Tensor, pos_q: Tensor, target_mask: Tensor,
-               query_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(
+        self, et: Tensor, eq: Tensor, pos_t: Tensor, pos_q: Tensor, target_mask: Tensor, query_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Encoder over E_c = [E_t; E_q]: (B, M, d), (B, N, d) -> E_t^g (B, M, d), E_q^g (B, N, d).
 
         ``pos_t`` (M, d) / ``pos_q`` (N, d): positional + type terms; masks True = real frame.
@@ -226,7 +236,7 @@ class MATR(nn.Module):
         padding = ~torch.cat([target_mask, query_mask], dim=1)
         for layer in self.encoder:
             x = layer(x, pos, padding)
-        return x[:, : et.shape[1]], x[:, et.shape[1]:]
+        return x[:, : et.shape[1]], x[:, et.shape[1] :]
 
     def decode(self, etg: Tensor, pos_t: Tensor, memory_mask: Tensor) -> Tensor:
         """Decoder: l learnable queries attend to E_t^g where ``memory_mask`` (B, M) is False.
@@ -252,14 +262,23 @@ class MATR(nn.Module):
     def _positions(self, m: int, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """Positional + type terms of target (M, d) and query (N, d) frames."""
         d = self.config.hidden_dim
-        return (sinusoidal_positions(m, d, device) + self.type_embed[0],
-                sinusoidal_positions(n, d, device) + self.type_embed[1])
+        return (
+            sinusoidal_positions(m, d, device) + self.type_embed[0],
+            sinusoidal_positions(n, d, device) + self.type_embed[1],
+        )
 
     def _alignment_loss(self, label: str, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> Tensor:
         cfg = self.config
         with record_function(label):
-            return alignment_loss(cfg.align_method, et, eq, *lengths, gamma=cfg.gamma, cost=cfg.align_cost,
-                                  temperature=cfg.align_temperature)
+            return alignment_loss(
+                cfg.align_method,
+                et,
+                eq,
+                *lengths,
+                gamma=cfg.gamma,
+                cost=cfg.align_cost,
+                temperature=cfg.align_temperature,
+            )
 
     def _hard_alignment(self, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> HardAlignment:
         cfg = self.config
@@ -270,12 +289,13 @@ class MATR(nn.Module):
     def _check_inputs(self, target: Tensor, query: Tensor) -> None:
         cfg = self.config
         if target.shape[-1] != cfg.input_dim or query.shape[-1] != cfg.input_dim:
-            raise ValueError(f"features must have ModelConfig.input_dim={cfg.input_dim} channels, got "
-                             f"target {tuple(target.shape)} and query {tuple(query.shape)}")
+            raise ValueError(
+                f"features must have ModelConfig.input_dim={cfg.input_dim} channels, got "
+                f"target {tuple(target.shape)} and query {tuple(query.shape)}"
+            )
         if target.shape[1] > cfg.max_target_frames:
-            raise ValueError(f"target has {target.shape[1]} frames > ModelConfig.max_target_frames="
-                             f"{cfg.max_target_frames}")
+            raise ValueError(
+                f"target has {target.shape[1]} frames > ModelConfig.max_target_frames={cfg.max_target_frames}"
+            )
         if query.shape[1] > cfg.max_query_frames:
-            raise ValueError(f"query has {query.shape[1]} frames > ModelConfig.max_query_frames="
-                             f"{cfg.max_query_frames}")
-
+            raise ValueError(f"query has {query.shape[1]} frames > ModelConfig.max_query_frames={cfg.max_query_frames}")

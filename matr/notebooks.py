@@ -56,13 +56,18 @@ from matr.report import EXECUTED_DIR, TIMINGS_FILE, build_report
 log = logging.getLogger(__name__)
 
 NOTEBOOK_PARAMETERS: Mapping[str, type] = MappingProxyType(
-    {"profile": str, "workdir": str, "artifacts": str, "seed": int, "device": str})
+    {"profile": str, "workdir": str, "artifacts": str, "seed": int, "device": str}
+)
 NOTEBOOK_NAME = re.compile(r"^(?P<number>\d+)_(?P<name>\w+)\.ipynb$")
 FAILED_DIR = "failed"
 KERNEL = "python3"
 HEADLESS_ENV: Mapping[str, str] = MappingProxyType({"TQDM_MININTERVAL": "5"})
-NB_DIFF_IGNORE: tuple[str, ...] = ("/cells/*/outputs", "/cells/*/execution_count", "/metadata/language_info",
-                                   "/metadata/widgets")
+NB_DIFF_IGNORE: tuple[str, ...] = (
+    "/cells/*/outputs",
+    "/cells/*/execution_count",
+    "/metadata/language_info",
+    "/metadata/widgets",
+)
 _INJECTED_TAG = "injected-parameters"
 _ERROR_TAG = "papermill-error-cell-tag"
 
@@ -88,6 +93,7 @@ class NotebookRun:
 
 # --- Finding and selecting notebooks ------------------------------------------------------------
 
+
 def discover_notebooks(folder: str | os.PathLike) -> list[Path]:
     """The ``NN_name.ipynb`` notebooks of ``folder``, ordered by ``NN``; other files are ignored."""
     folder = Path(folder)
@@ -107,8 +113,9 @@ def _number(path: Path) -> int:
     return int(NOTEBOOK_NAME.match(path.name)["number"])
 
 
-def select(notebooks: Sequence[Path], from_: str | int | None = None,
-           only: str | int | Sequence[str | int] | None = None) -> list[Path]:
+def select(
+    notebooks: Sequence[Path], from_: str | int | None = None, only: str | int | Sequence[str | int] | None = None
+) -> list[Path]:
     """Part of the series: from ``from_`` to the end, or just ``only`` (in series order).
 
     A notebook is named by its number (``5``, ``"05"``), its stem (``"05_table2_dual_alignment"``)
@@ -139,11 +146,18 @@ def _resolve(key: str | int, notebooks: Sequence[Path]) -> Path:
 
 # --- Parameters ---------------------------------------------------------------------------------
 
-def notebook_parameters(profile: str, workdir: str | os.PathLike, artifacts: str | os.PathLike, *,
-                        seed: int = 0, device: str = "auto") -> dict[str, Any]:
+
+def notebook_parameters(
+    profile: str, workdir: str | os.PathLike, artifacts: str | os.PathLike, *, seed: int = 0, device: str = "auto"
+) -> dict[str, Any]:
     """The parameters of :data:`NOTEBOOK_PARAMETERS`, paths made absolute (notebooks run in their own folder)."""
-    return {"profile": profile, "workdir": str(Path(workdir).resolve()), "artifacts": str(Path(artifacts).resolve()),
-            "seed": int(seed), "device": device}
+    return {
+        "profile": profile,
+        "workdir": str(Path(workdir).resolve()),
+        "artifacts": str(Path(artifacts).resolve()),
+        "seed": int(seed),
+        "device": device,
+    }
 
 
 def check_parameters(notebook: Path, parameters: Mapping[str, Any]) -> None:
@@ -158,8 +172,16 @@ def check_parameters(notebook: Path, parameters: Mapping[str, Any]) -> None:
 
 # --- Running ------------------------------------------------------------------------------------
 
-def run_notebooks(notebooks: Sequence[Path], out_dir: str | os.PathLike, parameters: Mapping[str, Any], *,
-                  kernel: str = KERNEL, progress: bool = False, log_output: bool = False) -> list[NotebookRun]:
+
+def run_notebooks(
+    notebooks: Sequence[Path],
+    out_dir: str | os.PathLike,
+    parameters: Mapping[str, Any],
+    *,
+    kernel: str = KERNEL,
+    progress: bool = False,
+    log_output: bool = False,
+) -> list[NotebookRun]:
     """Execute ``notebooks`` in order with ``parameters``; stop at the first that fails.
 
     Every notebook's parameters are checked before any runs. Each runs with its own folder as the
@@ -185,16 +207,24 @@ def run_notebooks(notebooks: Sequence[Path], out_dir: str | os.PathLike, paramet
     return runs
 
 
-def _run_one(notebook: Path, executed_dir: Path, parameters: Mapping[str, Any], *, kernel: str, progress: bool,
-             log_output: bool) -> NotebookRun:
+def _run_one(
+    notebook: Path, executed_dir: Path, parameters: Mapping[str, Any], *, kernel: str, progress: bool, log_output: bool
+) -> NotebookRun:
     running = executed_dir / f".{notebook.stem}.running.ipynb"
     failed = executed_dir / FAILED_DIR / notebook.name
     log.info("running %s", notebook)
     start = time.perf_counter()
     progress_bar = {"desc": notebook.stem} if progress else False
     try:
-        papermill.execute_notebook(str(notebook), str(running), parameters=dict(parameters), kernel_name=kernel,
-                                   cwd=str(notebook.parent), progress_bar=progress_bar, log_output=log_output)
+        papermill.execute_notebook(
+            str(notebook),
+            str(running),
+            parameters=dict(parameters),
+            kernel_name=kernel,
+            cwd=str(notebook.parent),
+            progress_bar=progress_bar,
+            log_output=log_output,
+        )
     except BaseException as error:
         kept = _keep_failed(running, failed)
         if isinstance(error, Exception):
@@ -219,12 +249,18 @@ def _keep_failed(running: Path, failed: Path) -> Path | None:
 def _failure(notebook: Path, error: Exception, kept: Path | None) -> NotebookFailed:
     copy = f"; failed copy: {kept}" if kept else ""
     if not isinstance(error, papermill.PapermillExecutionError):
-        return NotebookFailed(f"notebook {notebook.name} failed: {type(error).__name__}: {error}{copy}",
-                              notebook=notebook, cell_index=None, executed_copy=kept)
+        return NotebookFailed(
+            f"notebook {notebook.name} failed: {type(error).__name__}: {error}{copy}",
+            notebook=notebook,
+            cell_index=None,
+            executed_copy=kept,
+        )
     index = _source_cell_index(error.cell_index, kept)
     first_line = next((line for line in error.source.splitlines() if line.strip()), "")
-    message = (f"notebook {notebook.name} failed at cell {index} (0-based, in {notebook}; In [{error.exec_count}] "
-               f"in the executed copy){copy}: {error.ename}: {error.evalue}\n    cell starts: {first_line}")
+    message = (
+        f"notebook {notebook.name} failed at cell {index} (0-based, in {notebook}; In [{error.exec_count}] "
+        f"in the executed copy){copy}: {error.ename}: {error.evalue}\n    cell starts: {first_line}"
+    )
     return NotebookFailed(message, notebook=notebook, cell_index=index, executed_copy=kept)
 
 
@@ -243,7 +279,7 @@ def _record_timing(path: Path, run: NotebookRun, parameters: Mapping[str, Any]) 
     timings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     timings[run.notebook.stem] = {
         "seconds": round(run.seconds, 3),
-        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "profile": parameters.get("profile"),
     }
     write_json(path, timings)
@@ -253,12 +289,17 @@ def _check_kernel(kernel: str) -> None:
     try:
         spec = KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel:
-        raise ValueError(f"no Jupyter kernel named {kernel!r}: install ipykernel in this environment "
-                         "(pip install -e '.[notebooks]')") from None
+        raise ValueError(
+            f"no Jupyter kernel named {kernel!r}: install ipykernel in this environment (pip install -e '.[notebooks]')"
+        ) from None
     same = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2]), sys.executable}
     if spec.argv and spec.argv[0] not in same:
-        log.warning("kernel %r runs %s, not this interpreter (%s): the notebooks will import matr from there",
-                    kernel, spec.argv[0], sys.executable)
+        log.warning(
+            "kernel %r runs %s, not this interpreter (%s): the notebooks will import matr from there",
+            kernel,
+            spec.argv[0],
+            sys.executable,
+        )
 
 
 @contextlib.contextmanager
@@ -273,23 +314,39 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-def prepare_notebook(notebook: Path, dest_dir: str | os.PathLike, parameters: Mapping[str, Any], *,
-                     kernel: str = KERNEL) -> Path:
+def prepare_notebook(
+    notebook: Path, dest_dir: str | os.PathLike, parameters: Mapping[str, Any], *, kernel: str = KERNEL
+) -> Path:
     """Write ``dest_dir/NAME.ipynb``: ``notebook`` with ``parameters`` injected, not executed (for pytest-notebook)."""
     check_parameters(notebook, parameters)
     prepared = Path(dest_dir) / notebook.name
     prepared.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(notebook), str(prepared), parameters=dict(parameters), kernel_name=kernel,
-                               prepare_only=True, progress_bar=False)
+    papermill.execute_notebook(
+        str(notebook),
+        str(prepared),
+        parameters=dict(parameters),
+        kernel_name=kernel,
+        prepare_only=True,
+        progress_bar=False,
+    )
     return prepared
 
 
 # --- The whole job ------------------------------------------------------------------------------
 
-def make_report(profile: str, *, notebooks_dir: str | os.PathLike = "notebooks", out_dir: str | os.PathLike = "reports",
-                workdir: str | os.PathLike | None = None, seed: int | None = None, device: str | None = None,
-                from_: str | int | None = None, only: str | int | Sequence[str | int] | None = None,
-                progress: bool = False) -> Path:
+
+def make_report(
+    profile: str,
+    *,
+    notebooks_dir: str | os.PathLike = "notebooks",
+    out_dir: str | os.PathLike = "reports",
+    workdir: str | os.PathLike | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    from_: str | int | None = None,
+    only: str | int | Sequence[str | int] | None = None,
+    progress: bool = False,
+) -> Path:
     """Run the series (or the part ``from_``/``only`` names) under ``profile`` and build the report.
 
     Artifacts go to ``out_dir/artifacts``, intermediate data to ``workdir`` (default
@@ -298,9 +355,13 @@ def make_report(profile: str, *, notebooks_dir: str | os.PathLike = "notebooks",
     """
     settings = get_profile(profile)
     out_dir = Path(out_dir)
-    parameters = notebook_parameters(profile, workdir or Path("runs") / profile, out_dir / "artifacts",
-                                     seed=settings.seed if seed is None else seed,
-                                     device=settings.device if device is None else device)
+    parameters = notebook_parameters(
+        profile,
+        workdir or Path("runs") / profile,
+        out_dir / "artifacts",
+        seed=settings.seed if seed is None else seed,
+        device=settings.device if device is None else device,
+    )
     notebooks = select(discover_notebooks(notebooks_dir), from_=from_, only=only)
     run_notebooks(notebooks, out_dir, parameters, progress=progress)
     partial = from_ is not None or only is not None

@@ -97,8 +97,12 @@ def stored_records(records: Sequence[PairRecord], store: FeatureStore) -> list[P
     """``records`` whose query and target features are in ``store``; a warning counts the others."""
     kept = [r for r in records if store.has(r.query_video) and store.has(r.target_video)]
     if len(kept) < len(records):
-        log.warning("%d of %d pairs dropped: their videos have no features in %s (see its failures*.jsonl)",
-                    len(records) - len(kept), len(records), store.root)
+        log.warning(
+            "%d of %d pairs dropped: their videos have no features in %s (see its failures*.jsonl)",
+            len(records) - len(kept),
+            len(records),
+            store.root,
+        )
     if not kept:
         raise ValueError(f"none of the {len(records)} pairs has its videos in the feature store {store.root}")
     return kept
@@ -114,44 +118,88 @@ def feature_source(store: FeatureStore) -> FeatureSource:
 def run_info(data: PreparedData | FeatureStore, *, dataset: str, split: str, **extra: Any) -> dict[str, Any]:
     """What a checkpoint records about its training data (weights tag, clip length, dataset, split)."""
     store = data.store if isinstance(data, PreparedData) else data
-    return {"weights_tag": store.weights_tag, "clip_length": store.clip_length, "feature_store": str(store.root),
-            "dataset": dataset, "split": split, **extra}
+    return {
+        "weights_tag": store.weights_tag,
+        "clip_length": store.clip_length,
+        "feature_store": str(store.root),
+        "dataset": dataset,
+        "split": split,
+        **extra,
+    }
 
 
 # --- Training -----------------------------------------------------------------------------------
 
-def pretrain_model(config: MATRConfig, train_config: TrainConfig, source: FeatureSource, video_ids: Sequence[str],
-                   out_dir: str | os.PathLike, *, pretrain_config: PretrainConfig | None = None,
-                   info: Mapping[str, Any] | None = None, progress: bool | None = None) -> TrainResult:
+
+def pretrain_model(
+    config: MATRConfig,
+    train_config: TrainConfig,
+    source: FeatureSource,
+    video_ids: Sequence[str],
+    out_dir: str | os.PathLike,
+    *,
+    pretrain_config: PretrainConfig | None = None,
+    info: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
     """Self-supervised pre-training (paper 3.3) on ``video_ids`` of ``source``; resumes in ``out_dir``."""
     cfg = config.model
-    dataset = PretrainingDataset(sorted(set(video_ids)), source, pretrain_config,
-                                 max_query_frames=cfg.max_query_frames, max_target_frames=cfg.max_target_frames)
-    return fit(config, train_config, dataset, out_dir, run_info={**(info or {}), "stage": "pretrain"},
-               progress=progress)
+    dataset = PretrainingDataset(
+        sorted(set(video_ids)),
+        source,
+        pretrain_config,
+        max_query_frames=cfg.max_query_frames,
+        max_target_frames=cfg.max_target_frames,
+    )
+    return fit(
+        config, train_config, dataset, out_dir, run_info={**(info or {}), "stage": "pretrain"}, progress=progress
+    )
 
 
-def finetune_model(config: MATRConfig, train_config: TrainConfig, source: FeatureSource,
-                   records: Sequence[PairRecord], out_dir: str | os.PathLike, *,
-                   val_records: Sequence[PairRecord] | None = None, init_from: str | os.PathLike | None = None,
-                   info: Mapping[str, Any] | None = None, progress: bool | None = None) -> TrainResult:
+def finetune_model(
+    config: MATRConfig,
+    train_config: TrainConfig,
+    source: FeatureSource,
+    records: Sequence[PairRecord],
+    out_dir: str | os.PathLike,
+    *,
+    val_records: Sequence[PairRecord] | None = None,
+    init_from: str | os.PathLike | None = None,
+    info: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
     """Supervised finetuning on labelled pairs, validating on ``val_records``; resumes in ``out_dir``."""
     cfg = config.model
     limits = {"max_query_frames": cfg.max_query_frames, "max_target_frames": cfg.max_target_frames}
     train_set = PairDataset(records, source, train=True, seed=train_config.seed, **limits)
     val_set = PairDataset(val_records, source, **limits) if val_records else None
-    return fit(config, train_config, train_set, out_dir, val_set=val_set, init_from=init_from,
-               run_info={**(info or {}), "stage": "finetune",
-                         "init_from": None if init_from is None else str(init_from)},
-               progress=progress)
+    return fit(
+        config,
+        train_config,
+        train_set,
+        out_dir,
+        val_set=val_set,
+        init_from=init_from,
+        run_info={**(info or {}), "stage": "finetune", "init_from": None if init_from is None else str(init_from)},
+        progress=progress,
+    )
 
 
 # --- Evaluation ---------------------------------------------------------------------------------
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, source: FeatureSource, records: Sequence[PairRecord], *,
-                        sources: Sequence[str] = ("heads",), top_k: int = 5, nms_threshold: float = 0.7,
-                        batch_size: int = 32, device: str = "cpu",
-                        progress: bool | None = None) -> tuple[EvalResult, dict[str, Any]]:
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    source: FeatureSource,
+    records: Sequence[PairRecord],
+    *,
+    sources: Sequence[str] = ("heads",),
+    top_k: int = 5,
+    nms_threshold: float = 0.7,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool | None = None,
+) -> tuple[EvalResult, dict[str, Any]]:
     """Predictions of a checkpoint on ``records``; also returns the loaded checkpoint (without weights).
 
     Targets longer than the model's ``max_target_frames`` are cropped around their ground truth
@@ -162,17 +210,32 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, source: FeatureSource, re
         raise ValueError(f"unknown prediction sources {unknown}; expected some of {list(MODEL_SOURCES)}")
     model, data = load_model(checkpoint, device)
     cfg = model.config
-    dataset = PairDataset(records, source, max_query_frames=cfg.max_query_frames,
-                          max_target_frames=cfg.max_target_frames)
+    dataset = PairDataset(
+        records, source, max_query_frames=cfg.max_query_frames, max_target_frames=cfg.max_target_frames
+    )
     _warn_cropped(dataset, cfg.max_target_frames)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_pairs)
-    result = predict(model, loader, device=device, sources=tuple(sources), top_k=top_k,
-                     nms_threshold=nms_threshold, progress=progress)
+    result = predict(
+        model,
+        loader,
+        device=device,
+        sources=tuple(sources),
+        top_k=top_k,
+        nms_threshold=nms_threshold,
+        progress=progress,
+    )
     return result, {key: value for key, value in data.items() if key not in ("model", "optimizer", "rng")}
 
 
-def evaluate_baseline(method: str, source: FeatureSource, records: Sequence[PairRecord], *, seed: int = 0,
-                      top_k: int = 5, batch_size: int = 32) -> EvalResult:
+def evaluate_baseline(
+    method: str,
+    source: FeatureSource,
+    records: Sequence[PairRecord],
+    *,
+    seed: int = 0,
+    top_k: int = 5,
+    batch_size: int = 32,
+) -> EvalResult:
     """Predictions of a training-free baseline (``random`` or ``video_match``, paper Table 1) on ``records``."""
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r}; expected one of {list(BASELINES)}")
@@ -187,8 +250,9 @@ def evaluate_baseline(method: str, source: FeatureSource, records: Sequence[Pair
             spans = random_baseline(dict(zip(batch["pair_id"], durations, strict=True)), top_k=top_k, seed=seed)
         else:
             spans = video_match_batch(batch, VideoMatchConfig(top_k=top_k))
-        result.predictions[method].update({pair_id: [RankedSpan(*span) for span in ranked]
-                                           for pair_id, ranked in spans.items()})
+        result.predictions[method].update(
+            {pair_id: [RankedSpan(*span) for span in ranked] for pair_id, ranked in spans.items()}
+        )
     return result
 
 
@@ -196,8 +260,13 @@ def _warn_cropped(dataset: PairDataset, max_frames: int) -> None:
     source = dataset.source
     long = [r.pair_id for r in dataset.records if _frames(source, r) > max_frames]
     if long:
-        log.warning("%d pairs have targets longer than max_target_frames=%d; they are evaluated on a crop "
-                    "around their ground truth (first: %s)", len(long), max_frames, long[0])
+        log.warning(
+            "%d pairs have targets longer than max_target_frames=%d; they are evaluated on a crop "
+            "around their ground truth (first: %s)",
+            len(long),
+            max_frames,
+            long[0],
+        )
 
 
 def _frames(source: FeatureSource, record: PairRecord) -> int:
@@ -207,6 +276,7 @@ def _frames(source: FeatureSource, record: PairRecord) -> int:
 
 
 # --- Profile steps ------------------------------------------------------------------------------
+
 
 def open_data(profile: Profile, workdir: str | os.PathLike) -> PreparedData:
     """The data of ``profile`` in ``workdir`` as :func:`prepare_data` left it (does no work)."""
@@ -228,12 +298,17 @@ def prepare_data(profile: Profile, workdir: str | os.PathLike, *, progress: bool
     else:
         videos = find_videos(_user_data(profile) / "videos")
     data = open_data(profile, workdir)
-    used = {video for split, path in data.annotations.items()
-            for record in load_annotations(path, split) for video in (record.query_video, record.target_video)}
+    used = {
+        video
+        for split, path in data.annotations.items()
+        for record in load_annotations(path, split)
+        for video in (record.query_video, record.target_video)
+    }
     missing = sorted(used - set(videos))
     if missing:
-        raise FileNotFoundError(f"{len(missing)} videos named by the annotations are not in the video folder "
-                                f"(first: {missing[0]!r})")
+        raise FileNotFoundError(
+            f"{len(missing)} videos named by the annotations are not in the video folder (first: {missing[0]!r})"
+        )
     todo = {video: videos[video] for video in sorted(used) if not data.store.has(video)}
     if todo:
         encoder = profile_encoder(profile, data.store)
@@ -276,15 +351,20 @@ def profile_encoder(profile: Profile, store: FeatureStore) -> ClipEncoder:
     try:
         return load_clip_encoder("openai", device=device)
     except WeightsUnavailableError as error:
-        log.warning("OpenAI CLIP weights unavailable (%s); using a random-init backbone: results are NOT "
-                    "comparable to the paper", str(error).split(". ")[0])
+        log.warning(
+            "OpenAI CLIP weights unavailable (%s); using a random-init backbone: results are NOT "
+            "comparable to the paper",
+            str(error).split(". ")[0],
+        )
         return load_clip_encoder("random", seed=profile.seed, device=device)
 
 
 def _user_data(profile: Profile) -> Path:
     if profile.data is None:
-        raise ValueError(f"profile {profile.name!r} needs a data folder (annotations/{{split}}.jsonl|csv and "
-                         "videos/): pass --data DIR")
+        raise ValueError(
+            f"profile {profile.name!r} needs a data folder (annotations/{{split}}.jsonl|csv and "
+            "videos/): pass --data DIR"
+        )
     return Path(profile.data)
 
 
@@ -294,8 +374,14 @@ def _clip_device(name: str) -> str | None:
 
 # --- Report -------------------------------------------------------------------------------------
 
-CHOICE_MODULES: tuple[str, ...] = ("matr.video", "matr.features", "matr.model", "matr.data.pretraining",
-                                   "matr.inference", "matr.profiles")
+CHOICE_MODULES: tuple[str, ...] = (
+    "matr.video",
+    "matr.features",
+    "matr.model",
+    "matr.data.pretraining",
+    "matr.inference",
+    "matr.profiles",
+)
 CHOICE_CONFIGS: tuple[str, ...] = ("matr.config:ModelConfig", "matr.config:LossConfig", "matr.train:TrainConfig")
 _SILENT = re.compile(r"paper is silent|paper silent", re.IGNORECASE)
 
@@ -315,15 +401,20 @@ def silent_choices() -> dict[str, list[str]]:
     for target in CHOICE_CONFIGS:
         module, _, cls = target.partition(":")
         source = inspect.getsource(getattr(importlib.import_module(module), cls))
-        fields = [f"{m['name']} = {m['value']}: {m['why'].strip(' ;:')}" if m["why"].strip(" ;:") else
-                  f"{m['name']} = {m['value']}" for m in _SILENT_FIELD.finditer(source)]
+        fields = [
+            f"{m['name']} = {m['value']}: {m['why'].strip(' ;:')}"
+            if m["why"].strip(" ;:")
+            else f"{m['name']} = {m['value']}"
+            for m in _SILENT_FIELD.finditer(source)
+        ]
         if fields:
             choices[f"{module}.{cls}"] = fields
     return choices
 
 
-_SILENT_FIELD = re.compile(r"^\s+(?P<name>\w+): [^=\n]+= (?P<value>[^#\n]+?)\s+#\s*paper silent(?P<why>[^\n]*)$",
-                           re.MULTILINE)
+_SILENT_FIELD = re.compile(
+    r"^\s+(?P<name>\w+): [^=\n]+= (?P<value>[^#\n]+?)\s+#\s*paper silent(?P<why>[^\n]*)$", re.MULTILINE
+)
 
 
 def _silent_bullets(doc: str) -> list[str]:
@@ -346,19 +437,3 @@ def _silent_bullets(doc: str) -> list[str]:
 def _first_sentence(text: str) -> str:
     match = re.match(r"(.+?\.)\s+(?=[A-Z])", text)
     return match.group(1) if match else text
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -55,8 +55,15 @@ def alignment_spans(start: Tensor, end: Tensor, clip_length: float, duration: Te
     return clip_spans(spans, duration.to(spans.dtype))
 
 
-def rank_frame_spans(fg_logits: Tensor, offsets: Tensor, length: int, clip_length: float, duration: float,
-                     top_k: int = 5, nms_threshold: float = 0.7) -> list[RankedSpan]:
+def rank_frame_spans(
+    fg_logits: Tensor,
+    offsets: Tensor,
+    length: int,
+    clip_length: float,
+    duration: float,
+    top_k: int = 5,
+    nms_threshold: float = 0.7,
+) -> list[RankedSpan]:
     """Ranked moments of one pair from its head outputs (M,) and (M, 2); only the first ``length`` frames count."""
     scores = torch.sigmoid(fg_logits[:length].float())
     spans = clip_spans(offsets_to_spans(offsets[:length].float(), clip_length), duration)
@@ -64,8 +71,9 @@ def rank_frame_spans(fg_logits: Tensor, offsets: Tensor, length: int, clip_lengt
     return [RankedSpan(float(s), float(e), float(p)) for (s, e), p in zip(spans[keep].tolist(), scores[keep].tolist())]
 
 
-def predict_spans(outputs: dict, batch: dict, top_k: int = 5, nms_threshold: float = 0.7,
-                  source: Source = "heads") -> list[list[RankedSpan]]:
+def predict_spans(
+    outputs: dict, batch: dict, top_k: int = 5, nms_threshold: float = 0.7, source: Source = "heads"
+) -> list[list[RankedSpan]]:
     """Ranked moments (seconds) for every pair of a batch, best first.
 
     ``source="heads"``: NMS over per-frame spans, at most ``top_k`` per pair. ``"A_pre"`` /
@@ -83,5 +91,7 @@ def predict_spans(outputs: dict, batch: dict, top_k: int = 5, nms_threshold: flo
         raise ValueError(f"source must be 'heads', 'A_pre' or 'A_post', got {source!r}")
     fg_logits, offsets = outputs["fg_logits"].detach().cpu(), outputs["offsets"].detach().cpu()
     lengths = batch["target_lengths"].tolist()
-    return [rank_frame_spans(fg_logits[b], offsets[b], lengths[b], clip_length, float(duration[b]),
-                             top_k, nms_threshold) for b in range(len(lengths))]
+    return [
+        rank_frame_spans(fg_logits[b], offsets[b], lengths[b], clip_length, float(duration[b]), top_k, nms_threshold)
+        for b in range(len(lengths))
+    ]

@@ -99,9 +99,18 @@ class Profile:
 
     def train_config(self, epochs: int) -> TrainConfig:
         """Optimisation settings of a stage that runs ``epochs`` epochs."""
-        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           warmup_epochs=self.warmup_epochs, lr_drop_epochs=self.lr_drop_epochs, seed=self.seed,
-                           top_k=self.top_k, nms_threshold=self.nms_threshold, device=self.device)
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_epochs=self.warmup_epochs,
+            lr_drop_epochs=self.lr_drop_epochs,
+            seed=self.seed,
+            top_k=self.top_k,
+            nms_threshold=self.nms_threshold,
+            device=self.device,
+        )
 
     def pretrain_config(self) -> PretrainConfig:
         """Settings of the self-supervised pre-training pairs."""
@@ -126,18 +135,58 @@ class Profile:
         return data
 
 
-PROFILES: Mapping[str, Profile] = MappingProxyType({p.name: p for p in (
-    Profile(name="smoke", dataset="synthetic-tiny", synthetic="tiny", model_preset="smoke", weights="random",
-            model_overrides=(("model.align_cost", "contrastive"),),
-            pretrain_epochs=10, finetune_epochs=40, batch_size=8, lr=1e-3),
-    Profile(name="demo", dataset="synthetic-demo", synthetic="demo", model_preset="demo", weights=WEIGHTS_AUTO,
-            model_overrides=(("model.align_cost", "contrastive"),),
-            pretrain_epochs=10, finetune_epochs=30, batch_size=16, lr=3e-4, scratch=True),
-    Profile(name="paper", dataset="SportsMoments", model_preset="paper", weights="openai",
-            pretrain_epochs=10, finetune_epochs=40, batch_size=40, scratch=True),
-    Profile(name="paper-activitynet", dataset="ActivityNet-VRL", model_preset="paper", weights="openai",
-            pretrain_epochs=10, finetune_epochs=200, batch_size=1200, scratch=True),
-)})
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            Profile(
+                name="smoke",
+                dataset="synthetic-tiny",
+                synthetic="tiny",
+                model_preset="smoke",
+                weights="random",
+                model_overrides=(("model.align_cost", "contrastive"),),
+                pretrain_epochs=10,
+                finetune_epochs=40,
+                batch_size=8,
+                lr=1e-3,
+            ),
+            Profile(
+                name="demo",
+                dataset="synthetic-demo",
+                synthetic="demo",
+                model_preset="demo",
+                weights=WEIGHTS_AUTO,
+                model_overrides=(("model.align_cost", "contrastive"),),
+                pretrain_epochs=10,
+                finetune_epochs=30,
+                batch_size=16,
+                lr=3e-4,
+                scratch=True,
+            ),
+            Profile(
+                name="paper",
+                dataset="SportsMoments",
+                model_preset="paper",
+                weights="openai",
+                pretrain_epochs=10,
+                finetune_epochs=40,
+                batch_size=40,
+                scratch=True,
+            ),
+            Profile(
+                name="paper-activitynet",
+                dataset="ActivityNet-VRL",
+                model_preset="paper",
+                weights="openai",
+                pretrain_epochs=10,
+                finetune_epochs=200,
+                batch_size=1200,
+                scratch=True,
+            ),
+        )
+    }
+)
 
 
 def get_profile(name: str) -> Profile:

@@ -68,6 +68,6 @@ def provenance(**run: Any) -> dict[str, Any]:
     record.update(
         git_commit=git_commit(),
         hardware=hardware(),
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
     return record

@@ -58,26 +58,42 @@ from matr.metrics import METRIC_DESCRIPTIONS
 from matr.provenance import is_random_init
 
 _TABLE_NOTEBOOK = ("provenance.json", "table.json")
-EXPECTED_ARTIFACTS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "01_data_curation": ("provenance.json",),
-    "02_pretraining": ("provenance.json", "curves.csv"),
-    "03_finetuning": ("provenance.json", "curves.csv"),
-    "04_table1_main_results": _TABLE_NOTEBOOK,
-    "05_table2_dual_alignment": _TABLE_NOTEBOOK,
-    "06_table3_pretraining": _TABLE_NOTEBOOK,
-    "07_table4_heads_vs_alignment": _TABLE_NOTEBOOK,
-    "08_table5_alignment_methods": _TABLE_NOTEBOOK,
-    "09_qualitative_figures": ("provenance.json", "figures.json"),
-})
+EXPECTED_ARTIFACTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "01_data_curation": ("provenance.json",),
+        "02_pretraining": ("provenance.json", "curves.csv"),
+        "03_finetuning": ("provenance.json", "curves.csv"),
+        "04_table1_main_results": _TABLE_NOTEBOOK,
+        "05_table2_dual_alignment": _TABLE_NOTEBOOK,
+        "06_table3_pretraining": _TABLE_NOTEBOOK,
+        "07_table4_heads_vs_alignment": _TABLE_NOTEBOOK,
+        "08_table5_alignment_methods": _TABLE_NOTEBOOK,
+        "09_qualitative_figures": ("provenance.json", "figures.json"),
+    }
+)
 TIMINGS_FILE = "timings.json"
 EXECUTED_DIR = "notebooks"
 PROVENANCE_KEYS: tuple[str, ...] = ("profile", "seed", "weights_tag", "dataset")
 TABLE_KEYS: tuple[str, ...] = ("table", "title", "caption", "dataset", "split", "paper_match", "rows", "provenance")
-OUR_METRICS: tuple[str, ...] = ("mIoU", "R1@0.5", "R1@0.3", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7",
-                                "VRL_IoU_mean", "num_pairs")
-PAPER_COLUMNS: Mapping[str, str] = MappingProxyType({
-    "AN_mIoU": "paper AN mIoU", "AN_R1": "paper AN R1@0.5", "SM_mIoU": "paper SM mIoU", "SM_R1": "paper SM R1@0.5",
-})
+OUR_METRICS: tuple[str, ...] = (
+    "mIoU",
+    "R1@0.5",
+    "R1@0.3",
+    "R1@0.7",
+    "R5@0.3",
+    "R5@0.5",
+    "R5@0.7",
+    "VRL_IoU_mean",
+    "num_pairs",
+)
+PAPER_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {
+        "AN_mIoU": "paper AN mIoU",
+        "AN_R1": "paper AN R1@0.5",
+        "SM_mIoU": "paper SM mIoU",
+        "SM_R1": "paper SM R1@0.5",
+    }
+)
 FIGURE_KINDS: tuple[str, ...] = ("figure", "curves")
 NOT_AVAILABLE = "—"
 
@@ -93,6 +109,7 @@ def reported_results() -> dict[str, Any]:
 
 # --- Reading artifacts --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class NotebookArtifacts:
     """What one notebook wrote into ``artifacts/<stem>/`` (module docstring), checked."""
@@ -106,8 +123,9 @@ class NotebookArtifacts:
     choices: list[dict[str, str]] = field(default_factory=list)
 
 
-def missing_artifacts(artifacts_dir: str | os.PathLike,
-                      expected: Mapping[str, Sequence[str]] = EXPECTED_ARTIFACTS) -> dict[str, list[str]]:
+def missing_artifacts(
+    artifacts_dir: str | os.PathLike, expected: Mapping[str, Sequence[str]] = EXPECTED_ARTIFACTS
+) -> dict[str, list[str]]:
     """``stem -> [file, ...]`` of the expected artifact files that do not exist (empty when all do)."""
     root = Path(artifacts_dir)
     missing = {stem: [name for name in names if not (root / stem / name).is_file()] for stem, names in expected.items()}
@@ -132,8 +150,15 @@ def _load_folder(folder: Path, paper: Mapping[str, Any]) -> NotebookArtifacts:
     for figure in figures:
         _check_figure(figure, folder)
     choices = _optional_records(folder / "choices.json", ("what", "choice", "where"))
-    return NotebookArtifacts(stem=folder.name, folder=folder, provenance=provenance, table=table, figures=figures,
-                             curves=_read_curves(folder / "curves.csv"), choices=choices)
+    return NotebookArtifacts(
+        stem=folder.name,
+        folder=folder,
+        provenance=provenance,
+        table=table,
+        figures=figures,
+        curves=_read_curves(folder / "curves.csv"),
+        choices=choices,
+    )
 
 
 def _optional_json(path: Path) -> Any:
@@ -168,8 +193,9 @@ def _optional_records(path: Path, keys: Sequence[str]) -> list[dict[str, Any]]:
 def _check_figure(figure: dict[str, str], folder: Path) -> None:
     where = folder / "figures.json"
     if figure.get("kind", "figure") not in FIGURE_KINDS:
-        raise ReportError(f"{where}: figure {figure['file']!r} has kind {figure['kind']!r}; "
-                          f"expected one of {FIGURE_KINDS}")
+        raise ReportError(
+            f"{where}: figure {figure['file']!r} has kind {figure['kind']!r}; expected one of {FIGURE_KINDS}"
+        )
     if not (folder / figure["file"]).is_file():
         raise ReportError(f"{where}: lists {figure['file']!r}, but {folder / figure['file']} does not exist")
 
@@ -179,13 +205,16 @@ def _check_table(table: Any, where: Path, paper: Mapping[str, Any]) -> None:
     _require_keys(table["provenance"], PROVENANCE_KEYS, f"{where}, provenance")
     if table["table"] not in paper or not isinstance(paper[table["table"]], list):
         tables = sorted(key for key, value in paper.items() if isinstance(value, list))
-        raise ReportError(f"{where}: table {table['table']!r} is not in reported_results.json; "
-                          f"expected one of {tables}")
+        raise ReportError(
+            f"{where}: table {table['table']!r} is not in reported_results.json; expected one of {tables}"
+        )
     paper_fields = {name for row in paper[table["table"]] for name in row}
     unknown_fields = [name for name in table["paper_match"] if name not in paper_fields]
     if unknown_fields:
-        raise ReportError(f"{where}: paper_match field(s) {unknown_fields} are not columns of the paper's "
-                          f"{table['table']}; its columns: {sorted(paper_fields)}")
+        raise ReportError(
+            f"{where}: paper_match field(s) {unknown_fields} are not columns of the paper's "
+            f"{table['table']}; its columns: {sorted(paper_fields)}"
+        )
     if not isinstance(table["rows"], list) or not table["rows"]:
         raise ReportError(f"{where}: 'rows' must be a non-empty list")
     for index, row in enumerate(table["rows"]):
@@ -200,8 +229,9 @@ def _check_row(row: Any, match_fields: Sequence[str], where: str) -> None:
     unknown = sorted(set(metrics) - set(METRIC_DESCRIPTIONS))
     if unknown:
         raise ReportError(f"{where}: unknown metric(s) {unknown}; known: {sorted(METRIC_DESCRIPTIONS)}")
-    not_numbers = sorted(name for name, value in metrics.items()
-                         if isinstance(value, bool) or not isinstance(value, (int, float)))
+    not_numbers = sorted(
+        name for name, value in metrics.items() if isinstance(value, bool) or not isinstance(value, (int, float))
+    )
     if not_numbers:
         raise ReportError(f"{where}: metric(s) {not_numbers} are not numbers")
 
@@ -222,6 +252,7 @@ def _read_timings(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 # --- Consistency --------------------------------------------------------------------------------
 
+
 def _provenance_records(notebooks: Sequence[NotebookArtifacts]) -> list[tuple[str, dict[str, Any]]]:
     """``(where, record)`` of every provenance.json and table provenance."""
     records = []
@@ -236,8 +267,10 @@ def _provenance_records(notebooks: Sequence[NotebookArtifacts]) -> list[tuple[st
 def _check_consistency(records: Sequence[tuple[str, dict[str, Any]]], profile: str) -> None:
     other_profile = [f"{where} ({record['profile']!r})" for where, record in records if record["profile"] != profile]
     if other_profile:
-        raise ReportError(f"artifacts of another profile than {profile!r}: {', '.join(other_profile)}; "
-                          "re-run those notebooks with this profile or build the report elsewhere")
+        raise ReportError(
+            f"artifacts of another profile than {profile!r}: {', '.join(other_profile)}; "
+            "re-run those notebooks with this profile or build the report elsewhere"
+        )
     tags = {record["weights_tag"] for _, record in records}
     if len(tags) > 1:
         listing = ", ".join(f"{where} {record['weights_tag']!r}" for where, record in records)
@@ -250,8 +283,15 @@ def _distinct(records: Sequence[tuple[str, dict[str, Any]]], key: str) -> list[s
 
 # --- Building -----------------------------------------------------------------------------------
 
-def build_report(out_dir: str | os.PathLike, artifacts_dir: str | os.PathLike, profile: str, *,
-                 expected: Mapping[str, Sequence[str]] = EXPECTED_ARTIFACTS, allow_missing: bool = False) -> Path:
+
+def build_report(
+    out_dir: str | os.PathLike,
+    artifacts_dir: str | os.PathLike,
+    profile: str,
+    *,
+    expected: Mapping[str, Sequence[str]] = EXPECTED_ARTIFACTS,
+    allow_missing: bool = False,
+) -> Path:
     """Write ``out_dir/README.md`` and ``out_dir/report.html`` from ``artifacts_dir``; returns the README path.
 
     Missing expected artifacts raise :class:`ReportError` listing them all, unless
@@ -266,8 +306,15 @@ def build_report(out_dir: str | os.PathLike, artifacts_dir: str | os.PathLike, p
     notebooks = load_artifacts(artifacts_dir, paper)
     records = _provenance_records(notebooks)
     _check_consistency(records, profile)
-    context = _Context(out_dir=out_dir, profile=profile, paper=paper, records=records,
-                       timings=_read_timings(out_dir), missing=missing, expected=expected)
+    context = _Context(
+        out_dir=out_dir,
+        profile=profile,
+        paper=paper,
+        records=records,
+        timings=_read_timings(out_dir),
+        missing=missing,
+        expected=expected,
+    )
     blocks = render_blocks(notebooks, context)
     write_text(out_dir / "README.md", to_markdown(blocks))
     write_text(out_dir / "report.html", to_html(blocks, title=f"MATR reproduction report ({profile})"))
@@ -291,6 +338,7 @@ class _Context:
 
 # Blocks: the report's content once, rendered to Markdown and to HTML. Text uses three inline
 # marks of Markdown, which the HTML renderer translates: **bold**, `code`, [text](href).
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -326,8 +374,14 @@ Block = Heading | Paragraph | Bullets | Table | Figure
 
 def render_blocks(notebooks: Sequence[NotebookArtifacts], context: _Context) -> list[Block]:
     """The report's sections, in order: weights line, results tables, figures, curves, choices, provenance."""
-    return [*_header_blocks(context), *_results_blocks(notebooks, context), *_figures_blocks(notebooks, context),
-            *_curves_blocks(notebooks, context), *_choices_blocks(notebooks), *_provenance_blocks(notebooks, context)]
+    return [
+        *_header_blocks(context),
+        *_results_blocks(notebooks, context),
+        *_figures_blocks(notebooks, context),
+        *_curves_blocks(notebooks, context),
+        *_choices_blocks(notebooks),
+        *_provenance_blocks(notebooks, context),
+    ]
 
 
 def weights_statement(tags: Sequence[str], datasets: Sequence[str]) -> str:
@@ -335,13 +389,17 @@ def weights_statement(tags: Sequence[str], datasets: Sequence[str]) -> str:
     data = ", ".join(f"`{name}`" for name in datasets) or "unknown data"
     synthetic = bool(datasets) and all(name.startswith("synthetic") for name in datasets)
     if not tags:
-        return ("**Backbone weights: unknown (no provenance was produced), so these numbers are not comparable to "
-                "the paper's.**")
+        return (
+            "**Backbone weights: unknown (no provenance was produced), so these numbers are not comparable to "
+            "the paper's.**"
+        )
     tag = tags[0]
     if is_random_init(tag):
         where = f"synthetic demo data ({data})" if synthetic else data
-        return (f"**Backbone weights: `{tag}`. These numbers come from a random-init CLIP backbone on {where} and are "
-                "NOT comparable to the paper's.**")
+        return (
+            f"**Backbone weights: `{tag}`. These numbers come from a random-init CLIP backbone on {where} and are "
+            "NOT comparable to the paper's.**"
+        )
     line = f"Backbone weights: `{tag}`"
     line += " (OpenAI CLIP ViT-B/32, frozen, as in the paper)." if tag == "openai" else "."
     if synthetic:
@@ -353,21 +411,29 @@ def _header_blocks(context: _Context) -> list[Block]:
     blocks: list[Block] = [
         Paragraph(weights_statement(_distinct(context.records, "weights_tag"), _distinct(context.records, "dataset"))),
         Heading(1, f"MATR reproduction report: profile `{context.profile}`"),
-        Paragraph("Our numbers next to those the MATR paper (ICCV 2025) reports. Executed notebooks: "
-                  f"[{EXECUTED_DIR}/]({EXECUTED_DIR}/); provenance at the end."),
+        Paragraph(
+            "Our numbers next to those the MATR paper (ICCV 2025) reports. Executed notebooks: "
+            f"[{EXECUTED_DIR}/]({EXECUTED_DIR}/); provenance at the end."
+        ),
     ]
     if context.missing:
         items = [f"`{stem}`: {', '.join(names)}" for stem, names in context.missing.items()]
-        blocks += [Paragraph("**Partial report: these notebooks did not produce their artifacts (not produced):**"),
-                   Bullets(items)]
+        blocks += [
+            Paragraph("**Partial report: these notebooks did not produce their artifacts (not produced):**"),
+            Bullets(items),
+        ]
     return blocks
 
 
 def _results_blocks(notebooks: Sequence[NotebookArtifacts], context: _Context) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Results")]
     by_stem = {nb.stem: nb for nb in notebooks}
-    stems = sorted({*(nb.stem for nb in notebooks if nb.table is not None),
-                    *(stem for stem, names in context.expected.items() if "table.json" in names)})
+    stems = sorted(
+        {
+            *(nb.stem for nb in notebooks if nb.table is not None),
+            *(stem for stem, names in context.expected.items() if "table.json" in names),
+        }
+    )
     for stem in stems:
         nb = by_stem.get(stem)
         if nb is None or nb.table is None:
@@ -386,37 +452,49 @@ def _table_blocks(nb: NotebookArtifacts, context: _Context) -> list[Block]:
     rows = []
     for row in table["rows"]:
         match = _paper_row(row, paper_rows, table["paper_match"], f"{nb.stem}/table.json")
-        rows.append([row["label"], *(_number(row["metrics"].get(name), name) for name in ours),
-                     *(_number(match.get(name) if match else None, name) for name in theirs)])
+        rows.append(
+            [
+                row["label"],
+                *(_number(row["metrics"].get(name), name) for name in ours),
+                *(_number(match.get(name) if match else None, name) for name in theirs),
+            ]
+        )
     matched_on = ", ".join(f"`{name}`" for name in table["paper_match"]) or "nothing (no row is compared)"
     return [
         Heading(3, table["title"]),
         Paragraph(table["caption"]),
-        Paragraph(f"Ours: dataset `{table['dataset']}`, split `{table['split']}`. Paper: `{table['table']}` of "
-                  f"reported_results.json (AN = ActivityNet-VRL, SM = SportsMoments), rows matched on {matched_on}; "
-                  f"{NOT_AVAILABLE} = no matching row or not reported."),
+        Paragraph(
+            f"Ours: dataset `{table['dataset']}`, split `{table['split']}`. Paper: `{table['table']}` of "
+            f"reported_results.json (AN = ActivityNet-VRL, SM = SportsMoments), rows matched on {matched_on}; "
+            f"{NOT_AVAILABLE} = no matching row or not reported."
+        ),
         Table(["row", *(f"ours {name}" for name in ours), *(PAPER_COLUMNS[name] for name in theirs)], rows),
         Bullets(_column_legend(ours, theirs)),
     ]
 
 
-def _paper_row(row: Mapping[str, Any], paper_rows: Sequence[Mapping[str, Any]], fields: Sequence[str],
-               where: str) -> Mapping[str, Any] | None:
+def _paper_row(
+    row: Mapping[str, Any], paper_rows: Sequence[Mapping[str, Any]], fields: Sequence[str], where: str
+) -> Mapping[str, Any] | None:
     """The paper's row whose ``fields`` all equal ``row``'s, or None; several matches are an error."""
     if not fields:
         return None
     hits = [paper for paper in paper_rows if all(name in paper and paper[name] == row[name] for name in fields)]
     if len(hits) > 1:
-        raise ReportError(f"{where}: row {row['label']!r} matches {len(hits)} rows of the paper's table on "
-                          f"{list(fields)}; add fields to paper_match")
+        raise ReportError(
+            f"{where}: row {row['label']!r} matches {len(hits)} rows of the paper's table on "
+            f"{list(fields)}; add fields to paper_match"
+        )
     return hits[0] if hits else None
 
 
 def _column_legend(ours: Sequence[str], theirs: Sequence[str]) -> list[str]:
     items = [f"ours {name}: {METRIC_DESCRIPTIONS[name]}" for name in ours]
     if any(name.endswith("mIoU") for name in theirs):
-        items.append("paper AN/SM mIoU: the paper's \"mIoU\" column as printed; on ActivityNet-VRL it may be the "
-                     "VRL 'IoU/mean' (compare with ours VRL_IoU_mean), not a true mean IoU")
+        items.append(
+            'paper AN/SM mIoU: the paper\'s "mIoU" column as printed; on ActivityNet-VRL it may be the '
+            "VRL 'IoU/mean' (compare with ours VRL_IoU_mean), not a true mean IoU"
+        )
     if any(name.endswith("R1") for name in theirs):
         items.append("paper AN/SM R1@0.5: the paper's R@1 at IoU 0.5, in %")
     return items
@@ -465,8 +543,10 @@ def _last_epochs(nb: NotebookArtifacts, context: _Context) -> list[Block]:
     for row in nb.curves:
         last[row["run"]] = row
     header = list(nb.curves[0])
-    return [Paragraph(f"Last epoch of each run (every epoch in {link}):"),
-            Table(header, [[_curve_value(row.get(name, "")) for name in header] for row in last.values()])]
+    return [
+        Paragraph(f"Last epoch of each run (every epoch in {link}):"),
+        Table(header, [[_curve_value(row.get(name, "")) for name in header] for row in last.values()]),
+    ]
 
 
 def _curve_value(text: str) -> str:
@@ -487,15 +567,28 @@ def _provenance_blocks(notebooks: Sequence[NotebookArtifacts], context: _Context
     def listed(key: str) -> str:
         return ", ".join(f"`{value}`" for value in _distinct(records, key)) or NOT_AVAILABLE
 
-    hardware = sorted({", ".join(f"{k} {v}" for k, v in record["hardware"].items())
-                       for _, record in records if isinstance(record.get("hardware"), dict)})
-    items = [f"git commit: {listed('git_commit')}", f"profile: `{context.profile}`", f"seed: {listed('seed')}",
-             f"backbone weights tag: {listed('weights_tag')}",
-             f"dataset: {listed('dataset')}; split: {listed('split')}",
-             *(f"hardware: {line}" for line in hardware or [NOT_AVAILABLE]),
-             f"artifacts created: {_span(_distinct(records, 'created'))}"]
-    return [Heading(2, "Provenance"), Bullets(items), _timings_table(notebooks, context),
-            Paragraph(f"Seconds: wall-clock time of each notebook's last successful run ({TIMINGS_FILE}).")]
+    hardware = sorted(
+        {
+            ", ".join(f"{k} {v}" for k, v in record["hardware"].items())
+            for _, record in records
+            if isinstance(record.get("hardware"), dict)
+        }
+    )
+    items = [
+        f"git commit: {listed('git_commit')}",
+        f"profile: `{context.profile}`",
+        f"seed: {listed('seed')}",
+        f"backbone weights tag: {listed('weights_tag')}",
+        f"dataset: {listed('dataset')}; split: {listed('split')}",
+        *(f"hardware: {line}" for line in hardware or [NOT_AVAILABLE]),
+        f"artifacts created: {_span(_distinct(records, 'created'))}",
+    ]
+    return [
+        Heading(2, "Provenance"),
+        Bullets(items),
+        _timings_table(notebooks, context),
+        Paragraph(f"Seconds: wall-clock time of each notebook's last successful run ({TIMINGS_FILE})."),
+    ]
 
 
 def _timings_table(notebooks: Sequence[NotebookArtifacts], context: _Context) -> Table:
@@ -508,8 +601,15 @@ def _timings_table(notebooks: Sequence[NotebookArtifacts], context: _Context) ->
         total += float(timing.get("seconds", 0.0))
         executed = context.out_dir / EXECUTED_DIR / f"{stem}.ipynb"
         name = f"[{stem}]({context.relative(executed)})" if executed.is_file() else stem
-        rows.append([name, _seconds(timing.get("seconds")), str(timing.get("finished", NOT_AVAILABLE)),
-                     str(record.get("split", NOT_AVAILABLE)), str(record.get("git_commit", NOT_AVAILABLE))])
+        rows.append(
+            [
+                name,
+                _seconds(timing.get("seconds")),
+                str(timing.get("finished", NOT_AVAILABLE)),
+                str(record.get("split", NOT_AVAILABLE)),
+                str(record.get("git_commit", NOT_AVAILABLE)),
+            ]
+        )
     rows.append(["**total**", _seconds(total), "", "", ""])
     return Table(["notebook", "seconds", "finished", "split", "git commit"], rows)
 
@@ -525,6 +625,7 @@ def _seconds(value: Any) -> str:
 
 
 # --- Rendering ----------------------------------------------------------------------------------
+
 
 def to_markdown(blocks: Sequence[Block]) -> str:
     """GitHub-flavoured Markdown of ``blocks``."""
@@ -548,17 +649,21 @@ def _markdown_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells) + " |"
 
 
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
-          "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #bbb;padding:.25rem .5rem}"
-          "td{text-align:right}td:first-child{text-align:left}th{background:#f0f0f0}"
-          "img{max-width:100%}figure{margin:1rem 0}figcaption{color:#444}code{background:#f4f4f4}")
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
+    "table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #bbb;padding:.25rem .5rem}"
+    "td{text-align:right}td:first-child{text-align:left}th{background:#f0f0f0}"
+    "img{max-width:100%}figure{margin:1rem 0}figcaption{color:#444}code{background:#f4f4f4}"
+)
 
 
 def to_html(blocks: Sequence[Block], *, title: str) -> str:
     """A standalone HTML page of ``blocks``; figures are ``<img>`` tags with the blocks' relative paths."""
     body = "\n".join(_html(block) for block in blocks)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-            f"<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
 
 
 def _html(block: Block) -> str:
@@ -570,11 +675,14 @@ def _html(block: Block) -> str:
         return "<ul>\n" + "\n".join(f"<li>{_inline(item)}</li>" for item in block.items) + "\n</ul>"
     if isinstance(block, Table):
         head = "".join(f"<th>{_inline(cell)}</th>" for cell in block.header)
-        rows = "\n".join("<tr>" + "".join(f"<td>{_inline(str(cell))}</td>" for cell in row) + "</tr>"
-                         for row in block.rows)
+        rows = "\n".join(
+            "<tr>" + "".join(f"<td>{_inline(str(cell))}</td>" for cell in row) + "</tr>" for row in block.rows
+        )
         return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
-    return (f'<figure>\n<img src="{html.escape(block.src)}" alt="{html.escape(block.title)}">\n'
-            f"<figcaption><strong>{_inline(block.title)}</strong> {_inline(block.caption)}</figcaption>\n</figure>")
+    return (
+        f'<figure>\n<img src="{html.escape(block.src)}" alt="{html.escape(block.title)}">\n'
+        f"<figcaption><strong>{_inline(block.title)}</strong> {_inline(block.caption)}</figcaption>\n</figure>"
+    )
 
 
 _CODE = re.compile(r"`([^`]+)`")

@@ -144,10 +144,19 @@ def resolve_device(name: str, place: Distributed) -> torch.device:
     return torch.device(name)
 
 
-def fit(config: MATRConfig, train_config: TrainConfig, train_set: Dataset, out_dir: str | os.PathLike, *,
-        val_set: Dataset | None = None, init_from: str | os.PathLike | None = None, resume: bool = True,
-        collate_fn: Callable = collate_pairs, run_info: dict[str, Any] | None = None,
-        progress: bool | None = None) -> TrainResult:
+def fit(
+    config: MATRConfig,
+    train_config: TrainConfig,
+    train_set: Dataset,
+    out_dir: str | os.PathLike,
+    *,
+    val_set: Dataset | None = None,
+    init_from: str | os.PathLike | None = None,
+    resume: bool = True,
+    collate_fn: Callable = collate_pairs,
+    run_info: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
     """Train MATR; see the module docstring for what is written to ``out_dir``.
 
     ``run_info`` (dataset, split, backbone weights tag, ...) is stored in every checkpoint.
@@ -162,18 +171,25 @@ def fit(config: MATRConfig, train_config: TrainConfig, train_set: Dataset, out_d
     start_epoch = _restore(model, optimizer, config, train_config, result, resume, init_from, device)
     if place.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = DistributedSampler(train_set, num_replicas=place.world_size, rank=place.rank,
-                                 shuffle=True, seed=train_config.seed)
-    loader = DataLoader(train_set, batch_size=train_config.batch_size, sampler=sampler,
-                        collate_fn=collate_fn, num_workers=train_config.num_workers)
+    sampler = DistributedSampler(
+        train_set, num_replicas=place.world_size, rank=place.rank, shuffle=True, seed=train_config.seed
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=train_config.batch_size,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=train_config.num_workers,
+    )
     criterion = MATRLoss(config.loss)
     for epoch in range(start_epoch, train_config.epochs):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
-        losses = _train_epoch(model, loader, criterion, optimizer, train_config, epoch, device,
-                              progress if place.is_main else False)
+        losses = _train_epoch(
+            model, loader, criterion, optimizer, train_config, epoch, device, progress if place.is_main else False
+        )
         record = {"epoch": epoch + 1, "lr": train_config.learning_rate(epoch), **losses}
         if place.is_main:
             if val_set is not None and ((epoch + 1) % train_config.eval_every == 0 or epoch + 1 == train_config.epochs):
@@ -185,16 +201,25 @@ def fit(config: MATRConfig, train_config: TrainConfig, train_set: Dataset, out_d
     return result
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader, criterion: MATRLoss, optimizer: torch.optim.Optimizer,
-                 cfg: TrainConfig, epoch: int, device: torch.device, progress: bool | None) -> dict[str, float]:
+def _train_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: MATRLoss,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    progress: bool | None,
+) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of every loss term (prefixed ``train_``)."""
     for group in optimizer.param_groups:
         group["lr"] = cfg.learning_rate(epoch)
     model.train()
     totals: dict[str, float] = {}
     steps = 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress is None else not progress,
-               leave=False)
+    bar = tqdm(
+        loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress is None else not progress, leave=False
+    )
     for batch in bar:
         batch = move_to_device(batch, device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"):
@@ -213,8 +238,9 @@ def _train_epoch(model: nn.Module, loader: DataLoader, criterion: MATRLoss, opti
     return {f"train_{name}": value / max(steps, 1) for name, value in totals.items()}
 
 
-def _validate(model: nn.Module, val_set: Dataset, cfg: TrainConfig, collate_fn: Callable,
-              device: torch.device) -> dict[str, float]:
+def _validate(
+    model: nn.Module, val_set: Dataset, cfg: TrainConfig, collate_fn: Callable, device: torch.device
+) -> dict[str, float]:
     """Validation metrics (prefixed ``val_``) of the heads' predictions."""
     loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_fn)
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -223,8 +249,15 @@ def _validate(model: nn.Module, val_set: Dataset, cfg: TrainConfig, collate_fn: 
     return {f"val_{name}": value for name, value in scores.items()}
 
 
-def _end_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: MATRConfig, cfg: TrainConfig,
-               result: TrainResult, record: dict[str, Any], run_info: dict[str, Any]) -> None:
+def _end_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: MATRConfig,
+    cfg: TrainConfig,
+    result: TrainResult,
+    record: dict[str, Any],
+    run_info: dict[str, Any],
+) -> None:
     """Log the epoch, keep the best weights, then write ``last.pt`` (the resume point) last."""
     result.history.append(record)
     write_jsonl(result.out_dir / "metrics.jsonl", result.history)
@@ -232,17 +265,41 @@ def _end_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: MATRC
     score = record.get(f"val_{BEST_METRIC}")
     if score is not None and score > result.best_score:
         result.best_score = score
-        save_checkpoint(result.best_checkpoint, model, config, epoch=record["epoch"], metrics=record,
-                        run=run_info, train_config=dataclasses.asdict(cfg))
+        save_checkpoint(
+            result.best_checkpoint,
+            model,
+            config,
+            epoch=record["epoch"],
+            metrics=record,
+            run=run_info,
+            train_config=dataclasses.asdict(cfg),
+        )
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    save_checkpoint(result.last_checkpoint, model, config, epoch=record["epoch"], optimizer=optimizer.state_dict(),
-                    train_config=dataclasses.asdict(cfg), best_score=result.best_score, rng=rng, run=run_info)
+    save_checkpoint(
+        result.last_checkpoint,
+        model,
+        config,
+        epoch=record["epoch"],
+        optimizer=optimizer.state_dict(),
+        train_config=dataclasses.asdict(cfg),
+        best_score=result.best_score,
+        rng=rng,
+        run=run_info,
+    )
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, config: MATRConfig, cfg: TrainConfig,
-             result: TrainResult, resume: bool, init_from: str | os.PathLike | None, device: torch.device) -> int:
+def _restore(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: MATRConfig,
+    cfg: TrainConfig,
+    result: TrainResult,
+    resume: bool,
+    init_from: str | os.PathLike | None,
+    device: torch.device,
+) -> int:
     """Resume from ``last.pt`` or initialise from ``init_from``; returns the first epoch to run."""
     if resume and result.last_checkpoint.exists():
         data = load_checkpoint(result.last_checkpoint)
@@ -271,8 +328,9 @@ def _check_same_run(data: dict[str, Any], config: MATRConfig, cfg: TrainConfig, 
         raise CheckpointError(f"{path} was written with another model/loss config; use a new folder or resume=False")
     stored = TrainConfig.from_dict(data["train_config"])
     if dataclasses.replace(stored, **{name: getattr(cfg, name) for name in RESUME_MAY_CHANGE}) != cfg:
-        raise CheckpointError(f"{path} was written with other training settings; only "
-                              f"{', '.join(RESUME_MAY_CHANGE)} may change on resume")
+        raise CheckpointError(
+            f"{path} was written with other training settings; only {', '.join(RESUME_MAY_CHANGE)} may change on resume"
+        )
 
 
 def _read_history(out_dir: Path) -> Sequence[dict[str, Any]]:

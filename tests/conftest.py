@@ -10,9 +10,15 @@ import torch
 from matr.span_ops import frame_targets
 
 
-def make_planted_batch(num_pairs: int = 4, seed: int = 0, target_frames: tuple[int, int] = (20, 32),
-                       query_frames: tuple[int, int] = (4, 10), clip_length: float = 2.0,
-                       noise: float = 0.3, pad_to: tuple[int, int] | None = None) -> dict:
+def make_planted_batch(
+    num_pairs: int = 4,
+    seed: int = 0,
+    target_frames: tuple[int, int] = (20, 32),
+    query_frames: tuple[int, int] = (4, 10),
+    clip_length: float = 2.0,
+    noise: float = 0.3,
+    pad_to: tuple[int, int] | None = None,
+) -> dict:
     """Pairs whose query is a noisy, resampled copy of target frames s..e.
 
     Target features are Gaussian; the query takes N frames evenly from the moment and adds noise.
@@ -23,13 +29,18 @@ def make_planted_batch(num_pairs: int = 4, seed: int = 0, target_frames: tuple[i
     pairs = [_planted_pair(gen, target_frames, query_frames, noise) for _ in range(num_pairs)]
     m = max(t.shape[0] for t, _, _ in pairs) if pad_to is None else pad_to[0]
     n = max(q.shape[0] for _, q, _ in pairs) if pad_to is None else pad_to[1]
-    batch = {"target": 10 * torch.randn(num_pairs, m, 512, generator=gen),
-             "query": 10 * torch.randn(num_pairs, n, 512, generator=gen),
-             "target_mask": torch.zeros(num_pairs, m, dtype=torch.bool),
-             "query_mask": torch.zeros(num_pairs, n, dtype=torch.bool),
-             "foreground": torch.zeros(num_pairs, m), "offsets": torch.zeros(num_pairs, m, 2),
-             "window": torch.zeros(num_pairs, 2), "duration": torch.zeros(num_pairs),
-             "pair_id": [f"planted-{seed}-{b}" for b in range(num_pairs)], "clip_length": clip_length}
+    batch = {
+        "target": 10 * torch.randn(num_pairs, m, 512, generator=gen),
+        "query": 10 * torch.randn(num_pairs, n, 512, generator=gen),
+        "target_mask": torch.zeros(num_pairs, m, dtype=torch.bool),
+        "query_mask": torch.zeros(num_pairs, n, dtype=torch.bool),
+        "foreground": torch.zeros(num_pairs, m),
+        "offsets": torch.zeros(num_pairs, m, 2),
+        "window": torch.zeros(num_pairs, 2),
+        "duration": torch.zeros(num_pairs),
+        "pair_id": [f"planted-{seed}-{b}" for b in range(num_pairs)],
+        "clip_length": clip_length,
+    }
     for b, (target, query, (s, e)) in enumerate(pairs):
         mb, nb = target.shape[0], query.shape[0]
         window = (s * clip_length, (e + 1) * clip_length)
@@ -44,8 +55,9 @@ def make_planted_batch(num_pairs: int = 4, seed: int = 0, target_frames: tuple[i
     return batch
 
 
-def _planted_pair(gen: torch.Generator, target_frames: tuple[int, int], query_frames: tuple[int, int],
-                  noise: float) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+def _planted_pair(
+    gen: torch.Generator, target_frames: tuple[int, int], query_frames: tuple[int, int], noise: float
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     m = int(torch.randint(target_frames[0], target_frames[1] + 1, (1,), generator=gen))
     n = int(torch.randint(query_frames[0], query_frames[1] + 1, (1,), generator=gen))
     length = int(torch.randint(3, max(4, m // 3) + 1, (1,), generator=gen))

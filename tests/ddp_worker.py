@@ -13,8 +13,13 @@ from planted import planted_pairs  # noqa: E402
 def main(out_dir: str, batch_size: int, epochs: int) -> None:
     source, records = planted_pairs(num_pairs=16, seed=3)
     config = override(preset("smoke"), {"model.transformer_dropout": 0.0, "model.projection_dropout": 0.0})
-    fit(config, TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, device="cpu"),
-        PairDataset(records, source), out_dir, progress=False)
+    fit(
+        config,
+        TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, device="cpu"),
+        PairDataset(records, source),
+        out_dir,
+        progress=False,
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,14 @@ from matr.data import InMemoryFeatures, PairRecord
 CLIP_LENGTH = 2.0
 
 
-def planted_pairs(num_pairs: int = 8, seed: int = 0, target_frames: tuple[int, int] = (16, 24),
-                  query_frames: tuple[int, int] = (4, 8), noise: float = 0.3,
-                  split: str = "train") -> tuple[InMemoryFeatures, list[PairRecord]]:
+def planted_pairs(
+    num_pairs: int = 8,
+    seed: int = 0,
+    target_frames: tuple[int, int] = (16, 24),
+    query_frames: tuple[int, int] = (4, 8),
+    noise: float = 0.3,
+    split: str = "train",
+) -> tuple[InMemoryFeatures, list[PairRecord]]:
     """Feature source and records of ``num_pairs`` pairs with recoverable moments."""
     rng = np.random.default_rng(seed)
     features, records = {}, []
@@ -25,7 +30,15 @@ def planted_pairs(num_pairs: int = 8, seed: int = 0, target_frames: tuple[int, i
         query = target[index] + noise * rng.standard_normal((n, 512)).astype(np.float32)
         features[f"{split}-target-{i}"], features[f"{split}-query-{i}"] = target, query
         window = (start * CLIP_LENGTH, (start + length) * CLIP_LENGTH)
-        records.append(PairRecord(pair_id=f"{split}-pair-{i}", query_video=f"{split}-query-{i}",
-                                  target_video=f"{split}-target-{i}", duration=m * CLIP_LENGTH,
-                                  windows=(window,), action_class="planted", split=split))
+        records.append(
+            PairRecord(
+                pair_id=f"{split}-pair-{i}",
+                query_video=f"{split}-query-{i}",
+                target_video=f"{split}-target-{i}",
+                duration=m * CLIP_LENGTH,
+                windows=(window,),
+                action_class="planted",
+                split=split,
+            )
+        )
     return InMemoryFeatures(features, clip_length=CLIP_LENGTH), records

@@ -211,8 +211,10 @@ def test_length_one_sequences_give_finite_values_and_gradients() -> None:
 def test_soft_dtw_tends_to_hard_dtw_as_gamma_shrinks() -> None:
     C = random_cost(seed=7)
     for subsequence in (True, False):
-        hard = torch.tensor([reference_hard_dtw(C[b], int(LENGTHS[0][b]), int(LENGTHS[1][b]), subsequence)
-                             for b in range(6)], dtype=torch.float64)
+        hard = torch.tensor(
+            [reference_hard_dtw(C[b], int(LENGTHS[0][b]), int(LENGTHS[1][b]), subsequence) for b in range(6)],
+            dtype=torch.float64,
+        )
         gaps = [(soft_dtw(C, *LENGTHS, gamma=g, subsequence=subsequence) - hard).abs().max() for g in (1.0, 0.1, 1e-3)]
         assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-2
 
@@ -351,8 +353,9 @@ def test_contrastive_soft_dtw_ignores_padding_and_gives_it_zero_gradient() -> No
     grad_t, grad_q = torch.autograd.grad(value.sum(), (Et, Eq))
     for b in range(3):
         m, n = int(tl[b]), int(ql[b])
-        alone = alignment_loss("soft_dtw", Et[b : b + 1, :m], Eq[b : b + 1, :n], tl[b : b + 1], ql[b : b + 1],
-                               cost="contrastive")
+        alone = alignment_loss(
+            "soft_dtw", Et[b : b + 1, :m], Eq[b : b + 1, :n], tl[b : b + 1], ql[b : b + 1], cost="contrastive"
+        )
         torch.testing.assert_close(value[b : b + 1], alone)
         assert (grad_t[b, m:] == 0).all() and (grad_q[b, n:] == 0).all()
     assert torch.isfinite(grad_t).all() and torch.isfinite(grad_q).all()
@@ -457,8 +460,10 @@ def test_tcc_ignores_padding_and_keeps_gradients_finite() -> None:
     for variant in ("regression", "classification"):
         value = tcc_loss(Et_pad, Eq_pad, tl, ql, variant=variant)
         grad_t, grad_q = torch.autograd.grad(value.sum(), (Et_pad, Eq_pad))
-        trimmed = [tcc_loss(Et[b : b + 1, : tl[b]], Eq[b : b + 1, : ql[b]], tl[b : b + 1], ql[b : b + 1],
-                            variant=variant) for b in range(3)]
+        trimmed = [
+            tcc_loss(Et[b : b + 1, : tl[b]], Eq[b : b + 1, : ql[b]], tl[b : b + 1], ql[b : b + 1], variant=variant)
+            for b in range(3)
+        ]
         torch.testing.assert_close(value, torch.cat(trimmed))
         assert torch.isfinite(grad_t).all() and torch.isfinite(grad_q).all()
         for b in range(3):
@@ -503,7 +508,8 @@ def test_cuda_matches_cpu() -> None:
     Cc = C.detach().cuda().requires_grad_()
     cpu, gpu = soft_dtw(C, *lengths), soft_dtw(Cc, *(x.cuda() for x in lengths))
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(torch.autograd.grad(gpu.sum(), Cc)[0].cpu(), torch.autograd.grad(cpu.sum(), C)[0],
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        torch.autograd.grad(gpu.sum(), Cc)[0].cpu(), torch.autograd.grad(cpu.sum(), C)[0], rtol=1e-4, atol=1e-6
+    )
     a, b = hard_alignment(C, *lengths), hard_alignment(Cc, *(x.cuda() for x in lengths))
     assert torch.equal(a.start, b.start.cpu()) and torch.equal(a.end, b.end.cpu())

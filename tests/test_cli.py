@@ -43,16 +43,17 @@ def error_line(err: str) -> str:
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("videos")
-    return {"query": write_video(folder / "query.mp4", 30, fps=10),
-            "target": write_video(folder / "target.mp4", 90, fps=10)}
+    return {
+        "query": write_video(folder / "query.mp4", 30, fps=10),
+        "target": write_video(folder / "target.mp4", 90, fps=10),
+    }
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("run") / "last.pt"
-    save_checkpoint(path, MATR(preset("smoke")), preset("smoke"), epoch=1,
-                    run={"weights_tag": TAG, "clip_length": 2.0})
+    save_checkpoint(path, MATR(preset("smoke")), preset("smoke"), epoch=1, run={"weights_tag": TAG, "clip_length": 2.0})
     return path
 
 
@@ -64,10 +65,16 @@ def store(tmp_path_factory) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     for video_id, frames in (("q0", 3), ("t0", 12), ("q1", 4), ("t1", 15)):
         array = rng.standard_normal((frames, 512)).astype(np.float32)
-        features.put(video_id, VideoFeatures(array, (np.arange(frames) + 0.5) * 2.0, frames * 2.0, frames * 2.0, 2.0,
-                                             TAG, "test", f"{video_id}.mp4"))
-    records = [PairRecord(f"p{i}", f"q{i}", f"t{i}", duration=d, windows=((4.0, 10.0),), action_class=None, split="val")
-               for i, d in ((0, 24.0), (1, 30.0))]
+        features.put(
+            video_id,
+            VideoFeatures(
+                array, (np.arange(frames) + 0.5) * 2.0, frames * 2.0, frames * 2.0, 2.0, TAG, "test", f"{video_id}.mp4"
+            ),
+        )
+    records = [
+        PairRecord(f"p{i}", f"q{i}", f"t{i}", duration=d, windows=((4.0, 10.0),), action_class=None, split="val")
+        for i, d in ((0, 24.0), (1, 30.0))
+    ]
     return root / "store", save_pairs(records, root / "val.jsonl")
 
 
@@ -84,8 +91,9 @@ def test_every_command_has_a_handler():
 
 
 def test_missing_video_file_is_one_clear_line(videos, checkpoint, capsys):
-    status, _, err = run(["localize", "--query", "nope.mp4", "--target", str(videos["target"]),
-                          "--checkpoint", str(checkpoint)], capsys)
+    status, _, err = run(
+        ["localize", "--query", "nope.mp4", "--target", str(videos["target"]), "--checkpoint", str(checkpoint)], capsys
+    )
     assert status == 2
     assert error_line(err) == "matr localize: error: video file nope.mp4 does not exist"
     assert "Traceback" not in err
@@ -100,8 +108,10 @@ def test_bad_shard_is_rejected(tmp_path, capsys):
 def test_corrupt_checkpoint_is_named(videos, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint at all")
-    status, _, err = run(["localize", "--query", str(videos["query"]), "--target", str(videos["target"]),
-                          "--checkpoint", str(bad)], capsys)
+    status, _, err = run(
+        ["localize", "--query", str(videos["query"]), "--target", str(videos["target"]), "--checkpoint", str(bad)],
+        capsys,
+    )
     assert status == 2
     assert error_line(err).startswith(f"matr localize: error: {bad}")
 
@@ -128,16 +138,42 @@ def test_missing_checkpoint_says_how_to_get_one(videos, monkeypatch, capsys):
 def test_malformed_annotations_name_file_and_line(store, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"pair_id": "p0", "query_video": "q0"}\n')
-    status, _, err = run(["evaluate", "--features", str(store[0]), "--annotations", str(bad), "--method", "random",
-                          "--out", str(tmp_path / "out")], capsys)
+    status, _, err = run(
+        [
+            "evaluate",
+            "--features",
+            str(store[0]),
+            "--annotations",
+            str(bad),
+            "--method",
+            "random",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert status == 2
     assert error_line(err).startswith(f"matr evaluate: error: {bad}, line 1:")
 
 
 def test_evaluate_baseline_writes_predictions_and_provenance(store, tmp_path, capsys):
     features, annotations = store
-    status, out, _ = run(["evaluate", "--features", str(features), "--annotations", str(annotations),
-                          "--split", "val", "--method", "video_match", "--out", str(tmp_path / "vm")], capsys)
+    status, out, _ = run(
+        [
+            "evaluate",
+            "--features",
+            str(features),
+            "--annotations",
+            str(annotations),
+            "--split",
+            "val",
+            "--method",
+            "video_match",
+            "--out",
+            str(tmp_path / "vm"),
+        ],
+        capsys,
+    )
     assert status == 0
     assert out.splitlines()[0].split()[:3] == ["source", "R1@0.3", "R1@0.5"]
     metrics = json.loads((tmp_path / "vm" / "metrics.json").read_text())
@@ -151,9 +187,26 @@ def test_evaluate_baseline_writes_predictions_and_provenance(store, tmp_path, ca
 
 def test_evaluate_checkpoint_reports_every_source(store, checkpoint, tmp_path, capsys):
     features, annotations = store
-    status, out, _ = run(["evaluate", "--features", str(features), "--annotations", str(annotations),
-                          "--checkpoint", str(checkpoint), "--source", "heads", "A_pre", "A_post",
-                          "--out", str(tmp_path / "matr"), "--device", "cpu"], capsys)
+    status, out, _ = run(
+        [
+            "evaluate",
+            "--features",
+            str(features),
+            "--annotations",
+            str(annotations),
+            "--checkpoint",
+            str(checkpoint),
+            "--source",
+            "heads",
+            "A_pre",
+            "A_post",
+            "--out",
+            str(tmp_path / "matr"),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert status == 0
     assert [line.split()[0] for line in out.splitlines()[1:4]] == ["heads", "A_pre", "A_post"]
     provenance = json.loads((tmp_path / "matr" / "metrics.json").read_text())["provenance"]
@@ -161,12 +214,35 @@ def test_evaluate_checkpoint_reports_every_source(store, checkpoint, tmp_path, c
 
 
 def test_localize_json_schema(videos, checkpoint, capsys):
-    status, out, _ = run(["localize", "--query", str(videos["query"]), "--target", str(videos["target"]),
-                          "--checkpoint", str(checkpoint), "--json", "--top-k", "3", "--device", "cpu"], capsys)
+    status, out, _ = run(
+        [
+            "localize",
+            "--query",
+            str(videos["query"]),
+            "--target",
+            str(videos["target"]),
+            "--checkpoint",
+            str(checkpoint),
+            "--json",
+            "--top-k",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert status == 0
     result = json.loads(out)
-    assert {"query", "target", "target_duration", "weights_tag", "random_init_backbone", "moments",
-            "checkpoint", "clip_length"} <= set(result)
+    assert {
+        "query",
+        "target",
+        "target_duration",
+        "weights_tag",
+        "random_init_backbone",
+        "moments",
+        "checkpoint",
+        "clip_length",
+    } <= set(result)
     assert result["weights_tag"] == TAG and result["random_init_backbone"] is True
     assert result["target_duration"] == pytest.approx(9.0)
     moments = result["moments"]
@@ -177,10 +253,26 @@ def test_localize_json_schema(videos, checkpoint, capsys):
 
 def test_search_refuses_a_store_of_other_weights(videos, checkpoint, tmp_path, capsys):
     other = FeatureStore(tmp_path / "other")
-    other.put("v", VideoFeatures(np.zeros((3, 512), np.float32), np.arange(3) + 0.5, 6.0, 6.0, 2.0,
-                                 "random-init(seed=5)", "test", "v.mp4"))
-    status, _, err = run(["search", "--query", str(videos["query"]), "--videos", str(tmp_path / "other"),
-                          "--checkpoint", str(checkpoint), "--device", "cpu"], capsys)
+    other.put(
+        "v",
+        VideoFeatures(
+            np.zeros((3, 512), np.float32), np.arange(3) + 0.5, 6.0, 6.0, 2.0, "random-init(seed=5)", "test", "v.mp4"
+        ),
+    )
+    status, _, err = run(
+        [
+            "search",
+            "--query",
+            str(videos["query"]),
+            "--videos",
+            str(tmp_path / "other"),
+            "--checkpoint",
+            str(checkpoint),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert status == 2
     assert "'random-init(seed=5)'" in error_line(err) and f"'{TAG}'" in error_line(err)
 

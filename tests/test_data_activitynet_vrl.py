@@ -82,7 +82,10 @@ def test_location_rule_pairs_every_query_and_excludes_short_windows():
     pairs = vrl_pairs(_entries(), "val", pairs_per_query=10)
     assert {p.pair_id.split("/")[2].split("->")[0] for p in pairs} == {str(i) for i in range(10)}
     assert {p.pair_id for p in pairs if p.pair_id.startswith("anet-vrl/val/5->")} == {
-        "anet-vrl/val/5->0", "anet-vrl/val/5->1", "anet-vrl/val/5->9"}
+        "anet-vrl/val/5->0",
+        "anet-vrl/val/5->1",
+        "anet-vrl/val/5->9",
+    }
 
 
 def test_groundtruth_rule_skips_a_query_without_candidates(caplog):
@@ -127,14 +130,17 @@ def _raw(**changes):
     return {"id": "vid", "label": 1, "location": [0, 41], "groundtruth": [2, 5]} | changes
 
 
-@pytest.mark.parametrize("entry, message", [
-    (_raw(groundtruth=[5, 2]), r"groundtruth \[5, 2\] must satisfy 0 <= start < end"),
-    (_raw(location=[10, 42]), "location .* ends beyond the video's 41 features"),
-    (_raw(location=[10, 20], groundtruth=[5, 12]), "groundtruth .* ends beyond the location window of length 10"),
-    (_raw(id="other"), "unknown video id 'other': not in length.json"),
-    (_raw(label="x"), "label must be an integer"),
-    ({"id": "vid"}, "expected an object with keys"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (_raw(groundtruth=[5, 2]), r"groundtruth \[5, 2\] must satisfy 0 <= start < end"),
+        (_raw(location=[10, 42]), "location .* ends beyond the video's 41 features"),
+        (_raw(location=[10, 20], groundtruth=[5, 12]), "groundtruth .* ends beyond the location window of length 10"),
+        (_raw(id="other"), "unknown video id 'other': not in length.json"),
+        (_raw(label="x"), "label must be an integer"),
+        ({"id": "vid"}, "expected an object with keys"),
+    ],
+)
 def test_malformed_entries_name_file_and_entry(tmp_path, entry, message):
     split, length = _write(tmp_path, [_raw(), entry])
     with pytest.raises(AnnotationError, match=rf"val\.json, entry 1: {message}"):

@@ -22,8 +22,15 @@ def _source(**videos):
 
 
 def _record(pair_id="p", windows=((10.0, 20.0),), duration=100.0, **changes):
-    fields = dict(pair_id=pair_id, query_video="q", target_video="t", duration=duration, windows=windows,
-                  action_class=1, split="val")
+    fields = dict(
+        pair_id=pair_id,
+        query_video="q",
+        target_video="t",
+        duration=duration,
+        windows=windows,
+        action_class=1,
+        split="val",
+    )
     return PairRecord(**(fields | changes))
 
 
@@ -59,8 +66,10 @@ def test_target_clip_snaps_to_the_frame_grid_and_shifts_the_window():
 
 
 def test_collate_pads_and_builds_the_contract_batch():
-    records = [_record("a", windows=((10.0, 20.0),)), _record("b", target_video="u", query_window=(0.0, 4.0),
-                                                                windows=((0.0, 3.0),), duration=9.0)]
+    records = [
+        _record("a", windows=((10.0, 20.0),)),
+        _record("b", target_video="u", query_window=(0.0, 4.0), windows=((0.0, 3.0),), duration=9.0),
+    ]
     batch = collate_pairs([PairDataset(records, _source(q=6, t=50, u=5))[i] for i in range(2)])
     assert batch["target"].shape == (2, 50, 3) and batch["query"].shape == (2, 6, 3)
     assert batch["target"].dtype == torch.float32 and batch["target_mask"].dtype == torch.bool

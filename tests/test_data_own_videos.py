@@ -28,8 +28,11 @@ def test_rows_become_pairs_with_file_stems_as_ids(tmp_path, probe):
     assert clip.pair_id == "query[2,8]->target" and clip.query_window == (2.0, 8.0)
     assert clip.windows == ((20.0, 31.5),) and clip.duration == 60.0 and clip.target_window is None
     assert whole.pair_id == "query->other" and whole.windows == () and whole.query_window is None
-    assert own.paths == {"query": tmp_path / "query.mp4", "target": tmp_path / "clips/target.mp4",
-                         "other": tmp_path / "clips/other.mov"}
+    assert own.paths == {
+        "query": tmp_path / "query.mp4",
+        "target": tmp_path / "clips/target.mp4",
+        "other": tmp_path / "clips/other.mov",
+    }
 
 
 def test_optional_columns_may_be_absent(tmp_path, probe):
@@ -43,15 +46,18 @@ def test_missing_file_names_the_row(tmp_path, probe):
         read_own_videos(csv, probe=probe)
 
 
-@pytest.mark.parametrize("row, message", [
-    ("query.mp4,clips/target.mp4,20,,,", "give both gt_start and gt_end, or neither"),
-    ("query.mp4,clips/target.mp4,20,x,,", "gt_start/gt_end must be numbers"),
-    ("query.mp4,clips/target.mp4,20,75,,", "ground truth end 75 s is beyond the duration 60 s"),
-    ("query.mp4,clips/target.mp4,,,8,2", "query window end 2 is before its start 8"),
-    ("query.mp4,clips/target.mp4,,,,", "pair 'query->target' already listed on line 2"),
-    ("query.mp4,clips/query.mov,,,,", "'clips/query.mov' and .*query.mp4 share the file stem 'query'"),
-    (",clips/target.mp4,,,,", "empty video path"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("query.mp4,clips/target.mp4,20,,,", "give both gt_start and gt_end, or neither"),
+        ("query.mp4,clips/target.mp4,20,x,,", "gt_start/gt_end must be numbers"),
+        ("query.mp4,clips/target.mp4,20,75,,", "ground truth end 75 s is beyond the duration 60 s"),
+        ("query.mp4,clips/target.mp4,,,8,2", "query window end 2 is before its start 8"),
+        ("query.mp4,clips/target.mp4,,,,", "pair 'query->target' already listed on line 2"),
+        ("query.mp4,clips/query.mov,,,,", "'clips/query.mov' and .*query.mp4 share the file stem 'query'"),
+        (",clips/target.mp4,,,,", "empty video path"),
+    ],
+)
 def test_bad_rows_name_the_line(tmp_path, probe, row, message):
     csv = _folder(tmp_path, ["query.mp4,clips/target.mp4,,,,", row])
     with pytest.raises(AnnotationError, match=rf"pairs\.csv, line 3: {message}"):

@@ -32,7 +32,7 @@ def test_query_is_the_target_at_the_recorded_window():
     for index in range(len(dataset)):
         item, sample = dataset[index], dataset.sample(index)
         assert item["window"].tolist() == [sample.first * C, sample.stop * C]
-        assert torch.equal(item["query"], item["target"][sample.first:sample.stop])
+        assert torch.equal(item["query"], item["target"][sample.first : sample.stop])
         assert item["duration"] == len(item["target"]) * C and item["target_start"] == 0.0
 
 
@@ -72,8 +72,11 @@ def test_reverse_flips_the_frame_order():
 
 
 def test_noise_is_gaussian_scaled_by_the_clip_std():
-    dataset = PretrainingDataset(["long"], InMemoryFeatures({"long": np.random.default_rng(1).normal(
-        3.0, 2.0, size=(400, 64)).astype(np.float32)}, C), PretrainConfig(augmentations=("noise",), noise_sigma=0.5))
+    dataset = PretrainingDataset(
+        ["long"],
+        InMemoryFeatures({"long": np.random.default_rng(1).normal(3.0, 2.0, size=(400, 64)).astype(np.float32)}, C),
+        PretrainConfig(augmentations=("noise",), noise_sigma=0.5),
+    )
     original, copy = dataset[0], dataset[1]
     residual = (copy["query"] - original["query"]).numpy()
     assert copy["query"].shape == original["query"].shape
@@ -129,8 +132,9 @@ def test_augmentation_switch_keeps_the_same_clips():
 
 
 def test_target_crop_keeps_the_query_window():
-    dataset = PretrainingDataset(list(VIDEOS), _source(), PretrainConfig(augment=False, max_clip_fraction=0.2),
-                                 max_target_frames=12)
+    dataset = PretrainingDataset(
+        list(VIDEOS), _source(), PretrainConfig(augment=False, max_clip_fraction=0.2), max_target_frames=12
+    )
     for index in range(len(dataset)):
         item = dataset[index]
         first, stop = (round(t / C) for t in item["window"].tolist())
@@ -138,13 +142,16 @@ def test_target_crop_keeps_the_query_window():
         assert torch.equal(item["query"], item["target"][first:stop])
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(min_clip_seconds=0), "min_clip_seconds"),
-    (dict(max_clip_fraction=1.5), "max_clip_fraction"),
-    (dict(augmentations=("blur",)), "augmentations"),
-    (dict(slow_factor=2.0), "slow_factor"),
-    (dict(fast_factor=0.5), "fast_factor"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(min_clip_seconds=0), "min_clip_seconds"),
+        (dict(max_clip_fraction=1.5), "max_clip_fraction"),
+        (dict(augmentations=("blur",)), "augmentations"),
+        (dict(slow_factor=2.0), "slow_factor"),
+        (dict(fast_factor=0.5), "fast_factor"),
+    ],
+)
 def test_invalid_config_is_rejected(changes, message):
     with pytest.raises(ValueError, match=message):
         PretrainConfig(**changes)

@@ -6,8 +6,15 @@ from matr.data.records import AnnotationError, PairRecord, clip_to_duration, loa
 
 
 def _record(pair_id="p0", **changes):
-    fields = dict(pair_id=pair_id, query_video="q", target_video="t", duration=10.0,
-                  windows=((2.0, 4.5),), action_class="goal", split="val")
+    fields = dict(
+        pair_id=pair_id,
+        query_video="q",
+        target_video="t",
+        duration=10.0,
+        windows=((2.0, 4.5),),
+        action_class="goal",
+        split="val",
+    )
     fields.update(changes)
     return PairRecord(**fields)
 
@@ -66,15 +73,18 @@ def test_loading_unknown_keys_fails(tmp_path):
         load_pairs(tmp_path / "p.jsonl")
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(windows=((4.0, 2.0),)), "before its start"),
-    (dict(windows=((2.0, 10.5),)), "outside the target clip"),
-    (dict(duration=0.0), "duration must be > 0"),
-    (dict(target_window=(5.0, 12.0)), "differs from the target_window"),
-    (dict(query_window=(3.0, 3.0)), "query_window"),
-    (dict(pair_id=""), "pair_id must be a non-empty string"),
-    (dict(action_class=1.5), "action_class"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(windows=((4.0, 2.0),)), "before its start"),
+        (dict(windows=((2.0, 10.5),)), "outside the target clip"),
+        (dict(duration=0.0), "duration must be > 0"),
+        (dict(target_window=(5.0, 12.0)), "differs from the target_window"),
+        (dict(query_window=(3.0, 3.0)), "query_window"),
+        (dict(pair_id=""), "pair_id must be a non-empty string"),
+        (dict(action_class=1.5), "action_class"),
+    ],
+)
 def test_invalid_records_are_rejected(changes, message):
     with pytest.raises(ValueError, match=message):
         _record(**changes)

@@ -48,9 +48,17 @@ def test_without_a_class_mapping_the_class_stays_an_id(tmp_path):
 
 
 def test_jsonl_extension_fields_set_class_and_split(tmp_path):
-    rows = [{"qid": "train_bounce_q0", "vid": "train_bounce_t0", "duration": 20, "relevant_windows": [[4, 9]],
-             "action_class": "bounce", "split": "train"},
-            {"qid": "val_spin_q0", "vid": "val_spin_t0", "duration": 20, "relevant_windows": [[1, 2]]}]
+    rows = [
+        {
+            "qid": "train_bounce_q0",
+            "vid": "train_bounce_t0",
+            "duration": 20,
+            "relevant_windows": [[4, 9]],
+            "action_class": "bounce",
+            "split": "train",
+        },
+        {"qid": "val_spin_q0", "vid": "val_spin_t0", "duration": 20, "relevant_windows": [[1, 2]]},
+    ]
     (tmp_path / "demo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     records = read_sportsmoments_jsonl(tmp_path / "demo.jsonl", split="val")
     assert [(r.action_class, r.split) for r in records] == [("bounce", "train"), (None, "val")]
@@ -62,15 +70,18 @@ def test_end_slightly_past_the_duration_is_clipped(tmp_path):
     assert read_sportsmoments_csv(tmp_path / "val.csv")[0].windows == ((8.0, 10.0),)
 
 
-@pytest.mark.parametrize("row, message", [
-    ("a__2_1.mp4,b__2_7.mp4,5,3,2,10", "window end 3 is before its start 5"),
-    ("a__2_1.mp4,b__2_7.mp4,5,12,2,10", "window end 12 s is beyond the duration 10 s"),
-    ("a__2_1.mp4,b__2_7.mp4,-1,3,2,10", "window start -1 is negative"),
-    ("a__2_1.mp4,b__2_7.mp4,1,3,2,ten", "reference_duration must be a number, got 'ten'"),
-    ("a__2_1.mp4,b__3_7.mp4,1,3,2,10", "id 'b__3_7' names class 3 but action_class is 2"),
-    ("a__99_1.mp4,b__99_7.mp4,1,3,99,10", "unknown action_class 99"),
-    ("a__2_1.mp4,b__2_7.mp4,1,3,2,0", "duration must be > 0"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("a__2_1.mp4,b__2_7.mp4,5,3,2,10", "window end 3 is before its start 5"),
+        ("a__2_1.mp4,b__2_7.mp4,5,12,2,10", "window end 12 s is beyond the duration 10 s"),
+        ("a__2_1.mp4,b__2_7.mp4,-1,3,2,10", "window start -1 is negative"),
+        ("a__2_1.mp4,b__2_7.mp4,1,3,2,ten", "reference_duration must be a number, got 'ten'"),
+        ("a__2_1.mp4,b__3_7.mp4,1,3,2,10", "id 'b__3_7' names class 3 but action_class is 2"),
+        ("a__99_1.mp4,b__99_7.mp4,1,3,99,10", "unknown action_class 99"),
+        ("a__2_1.mp4,b__2_7.mp4,1,3,2,0", "duration must be > 0"),
+    ],
+)
 def test_bad_csv_rows_name_file_and_line(tmp_path, row, message):
     (tmp_path / "val.csv").write_text(HEADER + "a__2_1.mp4,b__2_7.mp4,1,3,2,10\n" + row + "\n")
     with pytest.raises(AnnotationError, match=rf"val\.csv, line 3: {message}"):
@@ -94,12 +105,15 @@ def test_unknown_videos_are_rejected_when_the_known_set_is_given():
         read_sportsmoments_csv(FIXTURES / "test.csv", known_videos={"MbdWVX2jUhA__5_889"})
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"qid": "a", "vid": "b", "duration": 10}, r"missing keys \['relevant_windows'\]"),
-    ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": []}, "relevant_windows must be a non-empty list"),
-    ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": [[1, 2, 3]]}, "a window must be"),
-    ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": [[4, 2]]}, "window end 2 is before its start 4"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"qid": "a", "vid": "b", "duration": 10}, r"missing keys \['relevant_windows'\]"),
+        ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": []}, "relevant_windows must be a non-empty list"),
+        ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": [[1, 2, 3]]}, "a window must be"),
+        ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": [[4, 2]]}, "window end 2 is before its start 4"),
+    ],
+)
 def test_bad_jsonl_rows_name_file_and_line(tmp_path, row, message):
     good = {"qid": "x", "vid": "y", "duration": 10, "relevant_windows": [[1, 2]]}
     (tmp_path / "val.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")

@@ -43,8 +43,21 @@ def matr(argv: list[str], capsys) -> str:
 def training_args() -> list[str]:
     overrides = [arg for key, value in PROFILE.model_overrides for arg in ("--set", f"{key}={json.dumps(value)}")]
     drops = ["--lr-drop-epochs", *PROFILE.lr_drop_epochs] if PROFILE.lr_drop_epochs else []
-    return ["--preset", PROFILE.model_preset, *overrides, "--batch-size", PROFILE.batch_size, "--lr", PROFILE.lr,
-            *drops, "--seed", PROFILE.seed, "--device", "cpu", "-q"]
+    return [
+        "--preset",
+        PROFILE.model_preset,
+        *overrides,
+        "--batch-size",
+        PROFILE.batch_size,
+        "--lr",
+        PROFILE.lr,
+        *drops,
+        "--seed",
+        PROFILE.seed,
+        "--device",
+        "cpu",
+        "-q",
+    ]
 
 
 def annotations(work: Path, split: str) -> Path:
@@ -58,34 +71,102 @@ def test_render(work, capsys):
 
 
 def test_extract(work, capsys):
-    out = matr(["extract", "--videos", work / "data" / "videos", "--store", work / "store",
-                "--weights", PROFILE.weights, "--seed", PROFILE.seed, "-q"], capsys)
+    out = matr(
+        [
+            "extract",
+            "--videos",
+            work / "data" / "videos",
+            "--store",
+            work / "store",
+            "--weights",
+            PROFILE.weights,
+            "--seed",
+            PROFILE.seed,
+            "-q",
+        ],
+        capsys,
+    )
     assert "60 videos extracted" in out and "random-init(seed=0)" in out
 
 
 def test_pretrain(work, capsys):
-    out = matr(["pretrain", "--features", work / "store", "--annotations", annotations(work, "train"),
-                "--epochs", PROFILE.pretrain_epochs, "--out", work / "runs" / "pretrain", *training_args()], capsys)
+    out = matr(
+        [
+            "pretrain",
+            "--features",
+            work / "store",
+            "--annotations",
+            annotations(work, "train"),
+            "--epochs",
+            PROFILE.pretrain_epochs,
+            "--out",
+            work / "runs" / "pretrain",
+            *training_args(),
+        ],
+        capsys,
+    )
     assert f"for {PROFILE.pretrain_epochs} epochs" in out
     assert (work / "runs" / "pretrain" / "last.pt").is_file()
 
 
 def test_finetune(work, capsys):
-    out = matr(["train", "--features", work / "store", "--annotations", annotations(work, "train"),
-                "--val-annotations", annotations(work, "val"), "--init-from", work / "runs" / "pretrain" / "last.pt",
-                "--epochs", PROFILE.finetune_epochs, "--out", work / "runs" / "finetune", *training_args()], capsys)
+    out = matr(
+        [
+            "train",
+            "--features",
+            work / "store",
+            "--annotations",
+            annotations(work, "train"),
+            "--val-annotations",
+            annotations(work, "val"),
+            "--init-from",
+            work / "runs" / "pretrain" / "last.pt",
+            "--epochs",
+            PROFILE.finetune_epochs,
+            "--out",
+            work / "runs" / "finetune",
+            *training_args(),
+        ],
+        capsys,
+    )
     assert f"trained on 24 pairs for {PROFILE.finetune_epochs} epochs" in out
 
 
 def test_trained_model_beats_random_and_video_match_on_validation(work, capsys):
-    common = ["evaluate", "--features", work / "store", "--annotations", annotations(work, "val"), "--split", "val",
-              "--seed", PROFILE.seed, "-q"]
-    matr([*common, "--checkpoint", work / "runs" / "finetune" / "last.pt", "--source", "heads", "A_pre", "A_post",
-          "--out", work / "eval" / "matr", "--device", "cpu"], capsys)
+    common = [
+        "evaluate",
+        "--features",
+        work / "store",
+        "--annotations",
+        annotations(work, "val"),
+        "--split",
+        "val",
+        "--seed",
+        PROFILE.seed,
+        "-q",
+    ]
+    matr(
+        [
+            *common,
+            "--checkpoint",
+            work / "runs" / "finetune" / "last.pt",
+            "--source",
+            "heads",
+            "A_pre",
+            "A_post",
+            "--out",
+            work / "eval" / "matr",
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     for method in ("random", "video_match"):
         matr([*common, "--method", method, "--out", work / "eval" / method], capsys)
-    scores = {name: json.loads((work / "eval" / name / "metrics.json").read_text())["metrics"]
-              for name in ("matr", "random", "video_match")}
+    scores = {
+        name: json.loads((work / "eval" / name / "metrics.json").read_text())["metrics"]
+        for name in ("matr", "random", "video_match")
+    }
     ours = scores["matr"]["heads"]
     baselines = [scores["random"]["random"], scores["video_match"]["video_match"]]
     assert ours["num_pairs"] == 8
@@ -94,8 +175,22 @@ def test_trained_model_beats_random_and_video_match_on_validation(work, capsys):
 
 def test_localize(work, capsys):
     videos = work / "data" / "videos"
-    out = matr(["localize", "--query", videos / "val_blink_t000_q0.mp4", "--target", videos / "val_blink_t000.mp4",
-                "--checkpoint", work / "runs" / "finetune" / "last.pt", "--json", "--device", "cpu", "-q"], capsys)
+    out = matr(
+        [
+            "localize",
+            "--query",
+            videos / "val_blink_t000_q0.mp4",
+            "--target",
+            videos / "val_blink_t000.mp4",
+            "--checkpoint",
+            work / "runs" / "finetune" / "last.pt",
+            "--json",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+        capsys,
+    )
     result = json.loads(out)
     assert result["weights_tag"] == "random-init(seed=0)" and result["random_init_backbone"] is True
     assert result["target_duration"] == pytest.approx(24.0)
@@ -109,8 +204,21 @@ def test_search_encodes_a_folder_once(work, capsys):
     for name in ("val_blink_t000", "val_blink_t001", "test_spiral_t000"):
         shutil.copy(work / "data" / "videos" / f"{name}.mp4", library)
     query = work / "data" / "videos" / "val_blink_t000_q0.mp4"
-    argv = ["search", "--query", query, "--videos", library, "--checkpoint", work / "runs" / "finetune" / "last.pt",
-            "--json", "--top-k", "4", "--device", "cpu", "-q"]
+    argv = [
+        "search",
+        "--query",
+        query,
+        "--videos",
+        library,
+        "--checkpoint",
+        work / "runs" / "finetune" / "last.pt",
+        "--json",
+        "--top-k",
+        "4",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     first = json.loads(matr(argv, capsys))
     manifest = library / ".matr-features" / "manifest.jsonl"
     stored = manifest.read_text()
@@ -123,7 +231,21 @@ def test_search_encodes_a_folder_once(work, capsys):
 
 
 def test_search_reads_a_feature_store(work, capsys):
-    out = matr(["search", "--query", work / "data" / "videos" / "val_blink_t000_q0.mp4", "--videos", work / "store",
-                "--checkpoint", work / "runs" / "finetune" / "last.pt", "--json", "--device", "cpu", "-q"], capsys)
+    out = matr(
+        [
+            "search",
+            "--query",
+            work / "data" / "videos" / "val_blink_t000_q0.mp4",
+            "--videos",
+            work / "store",
+            "--checkpoint",
+            work / "runs" / "finetune" / "last.pt",
+            "--json",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+        capsys,
+    )
     result = json.loads(out)
     assert result["videos_searched"] == 60 and len(result["moments"]) == 10

@@ -34,10 +34,12 @@ SPLITS = {"train": 6, "val": 2, "test": 3}
 
 # --- Registry -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("key", sorted(ex.TABLES))
 def test_every_table_row_is_a_known_variant_or_baseline(key: str) -> None:
-    unknown = [row.method for row in ex.get_table(key).rows if row.method not in ex.VARIANTS and row.method not in
-               BASELINES]
+    unknown = [
+        row.method for row in ex.get_table(key).rows if row.method not in ex.VARIANTS and row.method not in BASELINES
+    ]
     assert unknown == []
 
 
@@ -47,11 +49,16 @@ def test_paper_match_fields_are_columns_of_the_papers_table(key: str) -> None:
     assert set(ex.get_table(key).paper_match) <= columns
 
 
-@pytest.mark.parametrize("key, unmatched", [
-    ("table1_main", ["Encoder only, no alignment, no decoder (Trained+V)"]),
-    ("table2_dual_alignment", []), ("table3_pretraining", []), ("table4_heads_vs_alignment", []),
-    ("table5_alignment_methods", []),
-])
+@pytest.mark.parametrize(
+    "key, unmatched",
+    [
+        ("table1_main", ["Encoder only, no alignment, no decoder (Trained+V)"]),
+        ("table2_dual_alignment", []),
+        ("table3_pretraining", []),
+        ("table4_heads_vs_alignment", []),
+        ("table5_alignment_methods", []),
+    ],
+)
 def test_each_row_meets_the_papers_row_of_its_setting(key: str, unmatched: list[str]) -> None:
     spec = ex.get_table(key)
     rows = [{"label": row.label, **dict(row.match)} for row in spec.rows]
@@ -91,11 +98,14 @@ def test_encoder_only_variant_has_no_decoder_and_no_alignment() -> None:
     assert not model.use_decoder and model.align_method == "none"
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"pretraining": "kinetics"}, "unknown pre-training run"),
-    ({"finetune": False}, "neither pre-trained nor finetuned"),
-    ({"pretraining": "pretrain", "overrides": (("model.align_pre", False),)}, "cannot override"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"pretraining": "kinetics"}, "unknown pre-training run"),
+        ({"finetune": False}, "neither pre-trained nor finetuned"),
+        ({"pretraining": "pretrain", "overrides": (("model.align_pre", False),)}, "cannot override"),
+    ],
+)
 def test_inconsistent_variants_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ex.Variant("bad", "a bad variant", **changes)
@@ -130,6 +140,7 @@ def test_choices_name_gamma_and_the_table5_shortcut() -> None:
 
 # --- Runs on a hand-made working folder ---------------------------------------------------------
 
+
 def _write_workdir(root: Path) -> Path:
     """Pairs of random features: ``SPLITS`` pairs per split, targets of 10-14 frames, queries of 3."""
     rng = np.random.default_rng(0)
@@ -140,12 +151,31 @@ def _write_workdir(root: Path) -> Path:
             target, query = f"{split}_t{index}", f"{split}_q{index}"
             frames = int(rng.integers(10, 15))
             for video, length in ((target, frames), (query, 3)):
-                store.put(video, VideoFeatures(rng.normal(size=(length, 512)).astype(np.float32),
-                                               np.arange(length) * 2.0 + 1.0, 2.0 * length, 2.0 * length, 2.0,
-                                               "random-init(seed=0)", "ViT-B-32-quickgelu", f"{video}.mp4"))
+                store.put(
+                    video,
+                    VideoFeatures(
+                        rng.normal(size=(length, 512)).astype(np.float32),
+                        np.arange(length) * 2.0 + 1.0,
+                        2.0 * length,
+                        2.0 * length,
+                        2.0,
+                        "random-init(seed=0)",
+                        "ViT-B-32-quickgelu",
+                        f"{video}.mp4",
+                    ),
+                )
             start = float(rng.integers(0, frames - 3)) * 2.0
-            records.append(PairRecord(f"{query}->{target}", query, target, 2.0 * frames, ((start, start + 6.0),),
-                                      f"class{index % 2}", split))
+            records.append(
+                PairRecord(
+                    f"{query}->{target}",
+                    query,
+                    target,
+                    2.0 * frames,
+                    ((start, start + 6.0),),
+                    f"class{index % 2}",
+                    split,
+                )
+            )
         save_pairs(records, Workspace(root).data / "annotations" / f"{split}.jsonl")
     return root
 
@@ -201,8 +231,9 @@ def test_table_artifact_passes_the_reports_contract(workdir: Path, tmp_path: Pat
     rows = ex.table4(PROFILE, workdir)
     assert [row["predict_from"] for row in rows] == [row["predict_from"] for row in PAPER["table4_heads_vs_alignment"]]
     assert all(set(row["metrics"]) <= set(METRIC_DESCRIPTIONS) for row in rows)
-    ex.write_table_artifact(tmp_path, "07_table4_heads_vs_alignment", "table4_heads_vs_alignment", rows,
-                            profile=PROFILE, workdir=workdir)
+    ex.write_table_artifact(
+        tmp_path, "07_table4_heads_vs_alignment", "table4_heads_vs_alignment", rows, profile=PROFILE, workdir=workdir
+    )
     [loaded] = load_artifacts(tmp_path, PAPER)
     assert loaded.table["split"] == "test" and loaded.provenance["weights_tag"] == "random-init(seed=0)"
     frame = ex.table_frame(rows, "table4_heads_vs_alignment")
@@ -246,13 +277,15 @@ def test_pairs_summary_counts_pairs_per_split_in_split_order(workdir: Path) -> N
 
 # --- Figures ------------------------------------------------------------------------------------
 
+
 def test_saved_figure_is_a_png_listed_in_figures_json(workdir: Path, tmp_path: Path) -> None:
     fig = fx.table_bars(ex.table_frame(ex.table4(PROFILE, workdir), "table4_heads_vs_alignment"))
     entry = fx.save(fig, tmp_path, "bars.png", title="T", caption="C", kind="curves")
     fx.write_index(tmp_path, [entry])
     assert (tmp_path / "bars.png").read_bytes().startswith(b"\x89PNG")
     assert json.loads((tmp_path / "figures.json").read_text()) == [
-        {"file": "bars.png", "title": "T", "caption": "C", "kind": "curves"}]
+        {"file": "bars.png", "title": "T", "caption": "C", "kind": "curves"}
+    ]
 
 
 def test_figure_index_refuses_files_that_do_not_exist(tmp_path: Path) -> None:
@@ -269,6 +302,7 @@ def test_figure_kind_must_be_one_the_report_knows(tmp_path: Path) -> None:
 def _write_curves(root: Path) -> Path:
     run = Workspace(root).run("run")
     run.mkdir(parents=True)
-    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": 1.0 / e}) + "\n"
-                                               for e in (1, 2, 3)))
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "train_loss": 1.0 / e}) + "\n" for e in (1, 2, 3))
+    )
     return root

@@ -63,8 +63,9 @@ def _runs(flags: list[bool]) -> list[tuple[int, int]]:
     return runs
 
 
-def planted(num_frames: int, first: int, stop: int, seed: int = 0,
-            query_frames: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def planted(
+    num_frames: int, first: int, stop: int, seed: int = 0, query_frames: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     """Target ``(M, D)`` noise with frames ``[first, stop)`` sharing a pattern; a query ``(N, D)`` of that pattern."""
     rng = np.random.default_rng(seed)
     pattern = 3.0 * rng.standard_normal(D)
@@ -140,11 +141,19 @@ def test_search_reads_a_feature_store(tmp_path):
     query, holder = planted(24, 3, 8, seed=2)
     rng = np.random.default_rng(12)
     for video_id, features in (("a", rng.standard_normal((18, D))), ("b", holder), ("c", rng.standard_normal((9, D)))):
-        store.put(video_id, VideoFeatures(features=np.asarray(features, dtype=np.float32),
-                                          timestamps=(np.arange(len(features)) + 0.5) * C,
-                                          duration=len(features) * C - 1.0, video_duration=len(features) * C - 1.0,
-                                          clip_length=C, weights_tag="random-init(seed=0)", backbone="test",
-                                          path=f"{video_id}.mp4"))
+        store.put(
+            video_id,
+            VideoFeatures(
+                features=np.asarray(features, dtype=np.float32),
+                timestamps=(np.arange(len(features)) + 0.5) * C,
+                duration=len(features) * C - 1.0,
+                video_duration=len(features) * C - 1.0,
+                clip_length=C,
+                weights_tag="random-init(seed=0)",
+                backbone="test",
+                path=f"{video_id}.mp4",
+            ),
+        )
     hits = search_features(RunFinder(max_target_frames=16), query, store, top_k=2)
     assert hits[0].video_id == "b"
     assert hits[0].start == pytest.approx(6.0) and hits[0].end == pytest.approx(16.0)

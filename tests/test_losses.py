@@ -50,10 +50,17 @@ def test_only_foreground_frames_reach_the_boundary_loss() -> None:
 
 
 def _outputs_and_batch() -> tuple[dict, dict]:
-    outputs = {"fg_logits": torch.zeros(2, 3), "offsets": torch.ones(2, 3, 2),
-               "align_pre": torch.tensor([1.0, 3.0]), "align_post": None}
-    batch = {"foreground": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
-             "offsets": torch.ones(2, 3, 2), "target_mask": torch.ones(2, 3, dtype=torch.bool)}
+    outputs = {
+        "fg_logits": torch.zeros(2, 3),
+        "offsets": torch.ones(2, 3, 2),
+        "align_pre": torch.tensor([1.0, 3.0]),
+        "align_post": None,
+    }
+    batch = {
+        "foreground": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+        "offsets": torch.ones(2, 3, 2),
+        "target_mask": torch.ones(2, 3, dtype=torch.bool),
+    }
     return outputs, batch
 
 

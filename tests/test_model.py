@@ -49,19 +49,26 @@ def test_paper_preset_matches_section_5_2() -> None:
     assert loss == LossConfig(fg=1, l1=1, giou=1, align_pre=1, align_post=1)
 
 
-@pytest.mark.parametrize("data, field", [({"model": {"hiden_dim": 8}}, "hiden_dim"),
-                                         ({"optim": {}}, "optim"), ({"loss": {"bce": 1.0}}, "bce")])
+@pytest.mark.parametrize(
+    "data, field",
+    [({"model": {"hiden_dim": 8}}, "hiden_dim"), ({"optim": {}}, "optim"), ({"loss": {"bce": 1.0}}, "bce")],
+)
 def test_unknown_config_keys_are_rejected_by_name(data: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         MATRConfig.from_dict(data)
 
 
-@pytest.mark.parametrize("updates, field", [({"model.align_method": "dtw"}, "align_method"),
-                                            ({"model.align_cost": "l2"}, "align_cost"),
-                                            ({"model.align_temperature": 0.0}, "align_temperature"),
-                                            ({"model.fusion": "sum"}, "fusion"),
-                                            ({"model.num_heads": 5}, "num_heads"),
-                                            ({"loss.fg": -1.0}, "fg")])
+@pytest.mark.parametrize(
+    "updates, field",
+    [
+        ({"model.align_method": "dtw"}, "align_method"),
+        ({"model.align_cost": "l2"}, "align_cost"),
+        ({"model.align_temperature": 0.0}, "align_temperature"),
+        ({"model.fusion": "sum"}, "fusion"),
+        ({"model.num_heads": 5}, "num_heads"),
+        ({"loss.fg": -1.0}, "fg"),
+    ],
+)
 def test_invalid_config_values_name_the_field(updates: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         override(preset("smoke"), updates)
@@ -112,8 +119,11 @@ def test_extra_padding_does_not_change_real_frames(planted_batch) -> None:
 
 def test_garbage_in_padded_frames_is_ignored(planted_batch) -> None:
     batch, model = planted_batch(num_pairs=3, seed=4), _model().eval()
-    noisy = dict(batch, target=batch["target"].masked_fill(~batch["target_mask"].unsqueeze(-1), 1e3),
-                 query=batch["query"].masked_fill(~batch["query_mask"].unsqueeze(-1), -1e3))
+    noisy = dict(
+        batch,
+        target=batch["target"].masked_fill(~batch["target_mask"].unsqueeze(-1), 1e3),
+        query=batch["query"].masked_fill(~batch["query_mask"].unsqueeze(-1), -1e3),
+    )
     with torch.no_grad():
         out, out_noisy = model(batch), model(noisy)
     mask = batch["target_mask"]
@@ -185,9 +195,11 @@ def test_align_cost_switch_changes_the_losses_and_the_hard_alignment_cost(plante
     with torch.no_grad():
         out_cos, out_con = cosine(batch), contrastive(batch)
         et = contrastive.projection(batch["target"])
-        expected = hard_alignment(contrastive_cost(et, contrastive.projection(batch["query"]),
-                                                   batch["target_lengths"], 0.2),
-                                  batch["target_lengths"], batch["query_lengths"])
+        expected = hard_alignment(
+            contrastive_cost(et, contrastive.projection(batch["query"]), batch["target_lengths"], 0.2),
+            batch["target_lengths"],
+            batch["query_lengths"],
+        )
     for name in ("align_pre", "align_post"):
         assert not torch.allclose(out_cos[name], out_con[name])
     assert torch.equal(out_con["A_pre"].matrix, expected.matrix)
@@ -267,6 +279,8 @@ def test_same_seed_gives_same_output(planted_batch) -> None:
 
 
 def test_model_accepts_model_config_or_full_config() -> None:
-    assert MATR(ModelConfig(hidden_dim=32, num_heads=4, ffn_dim=32, encoder_layers=1,
-                            decoder_layers=1)).config.hidden_dim == 32
+    assert (
+        MATR(ModelConfig(hidden_dim=32, num_heads=4, ffn_dim=32, encoder_layers=1, decoder_layers=1)).config.hidden_dim
+        == 32
+    )
     assert MATR(preset("smoke")).config == preset("smoke").model

@@ -50,8 +50,12 @@ def parameter_problems(notebook: dict[str, Any]) -> list[str]:
     problems, declared = [], {}
     for statement in ast.parse(source).body:
         line = ast.get_source_segment(source, statement)
-        if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
-                and isinstance(statement.annotation, ast.Name) and isinstance(statement.value, ast.Constant)):
+        if not (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(statement.annotation, ast.Name)
+            and isinstance(statement.value, ast.Constant)
+        ):
             problems.append(f"not a `name: type = literal` line: {line!r}")
             continue
         expected = LITERAL_TYPES.get(statement.annotation.id)
@@ -78,6 +82,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 # --- The committed notebooks --------------------------------------------------------------------
+
 
 def test_planned_notebooks_are_all_committed() -> None:
     """The series of the report (matr.report.EXPECTED_ARTIFACTS): fails until the notebooks land."""
@@ -108,15 +113,27 @@ def test_committed_notebook_runs_on_the_python3_kernel(path: Path) -> None:
 
 # --- The checks themselves ----------------------------------------------------------------------
 
-CLEAN_PARAMETERS = ('profile: str = "smoke"\nworkdir: str = "../runs/smoke"\nartifacts: str = "../reports/artifacts"\n'
-                    'seed: int = 0  # seeds everything\ndevice: str = "auto"\n')
+CLEAN_PARAMETERS = (
+    'profile: str = "smoke"\nworkdir: str = "../runs/smoke"\nartifacts: str = "../reports/artifacts"\n'
+    'seed: int = 0  # seeds everything\ndevice: str = "auto"\n'
+)
 
 
 def _notebook(parameters: str, **code_cell: Any) -> dict[str, Any]:
     cell = {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [], "execution_count": None}
-    return {"metadata": {"kernelspec": {"name": "python3"}},
-            "cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": parameters,
-                       "outputs": [], "execution_count": None}, {**cell, **code_cell}]}
+    return {
+        "metadata": {"kernelspec": {"name": "python3"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["parameters"]},
+                "source": parameters,
+                "outputs": [],
+                "execution_count": None,
+            },
+            {**cell, **code_cell},
+        ],
+    }
 
 
 def test_checks_pass_a_clean_notebook() -> None:
@@ -129,13 +146,17 @@ def test_checks_find_outputs_and_execution_counts() -> None:
     assert output_problems(notebook) == ["cell 1 has outputs", "cell 1 has execution count 3"]
 
 
-@pytest.mark.parametrize("parameters, problem", [
-    (CLEAN_PARAMETERS + "epochs: int = 3\n", "expected"),
-    (CLEAN_PARAMETERS.replace('device: str = "auto"\n', ""), "expected"),
-    (CLEAN_PARAMETERS.replace("seed: int = 0", "seed: int = 2 * 3"), "not a `name: type = literal` line"),
-    (CLEAN_PARAMETERS.replace("seed: int = 0", "seed = 0"), "not a `name: type = literal` line"),
-    (CLEAN_PARAMETERS.replace("seed: int = 0", 'seed: int = "0"'), "not of the annotated type"),
-], ids=["extra", "missing", "derived", "unannotated", "mistyped"])
+@pytest.mark.parametrize(
+    "parameters, problem",
+    [
+        (CLEAN_PARAMETERS + "epochs: int = 3\n", "expected"),
+        (CLEAN_PARAMETERS.replace('device: str = "auto"\n', ""), "expected"),
+        (CLEAN_PARAMETERS.replace("seed: int = 0", "seed: int = 2 * 3"), "not a `name: type = literal` line"),
+        (CLEAN_PARAMETERS.replace("seed: int = 0", "seed = 0"), "not a `name: type = literal` line"),
+        (CLEAN_PARAMETERS.replace("seed: int = 0", 'seed: int = "0"'), "not of the annotated type"),
+    ],
+    ids=["extra", "missing", "derived", "unannotated", "mistyped"],
+)
 def test_checks_find_parameter_cells_that_are_not_the_series_literals(parameters: str, problem: str) -> None:
     problems = parameter_problems(_notebook(parameters))
     assert problems and problem in problems[0]

@@ -37,13 +37,18 @@ KERNEL_ENV = {**HEADLESS_ENV, "OMP_NUM_THREADS": "1"}
 @pytest.fixture(scope="module")
 def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("series")
-    return {"workdir": root / "work", "report": root / "report", "artifacts": root / "report" / "artifacts",
-            "prepared": root / "prepared"}
+    return {
+        "workdir": root / "work",
+        "report": root / "report",
+        "artifacts": root / "report" / "artifacts",
+        "prepared": root / "prepared",
+    }
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
-def test_notebook_runs_under_smoke_and_writes_its_artifacts(notebook: Path, series: dict[str, Path],
-                                                             nb_regression: Any) -> None:
+def test_notebook_runs_under_smoke_and_writes_its_artifacts(
+    notebook: Path, series: dict[str, Path], nb_regression: Any
+) -> None:
     parameters = notebook_parameters("smoke", series["workdir"], series["artifacts"])
     prepared = prepare_notebook(notebook, series["prepared"], parameters)
     nb_regression.diff_ignore = NB_DIFF_IGNORE

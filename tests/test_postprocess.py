@@ -30,11 +30,16 @@ def test_alignment_span_covers_whole_frames_and_is_clipped() -> None:
 def _head_outputs() -> tuple[dict, dict]:
     """Two pairs, M = 4 (pair 1 has 3 real frames), clip length 2 s."""
     logits = torch.tensor([[0.0, 3.0, 2.0, -1.0], [1.0, -2.0, 1.5, 50.0]])
-    offsets = torch.tensor([[[0.5, 0.5], [1.5, 1.5], [2.5, 0.5], [0.5, 9.0]],
-                            [[0.5, 0.5], [0.5, 0.5], [0.5, 5.0], [0.5, 0.5]]])
+    offsets = torch.tensor(
+        [[[0.5, 0.5], [1.5, 1.5], [2.5, 0.5], [0.5, 9.0]], [[0.5, 0.5], [0.5, 0.5], [0.5, 5.0], [0.5, 0.5]]]
+    )
     batch = {"target_lengths": torch.tensor([4, 3]), "duration": torch.tensor([8.0, 7.0]), "clip_length": 2.0}
-    return {"fg_logits": logits, "offsets": offsets, "A_pre": None,
-            "A_post": HardAlignment(torch.zeros(2, 4, 2), torch.tensor([1, 0]), torch.tensor([2, 1]))}, batch
+    return {
+        "fg_logits": logits,
+        "offsets": offsets,
+        "A_pre": None,
+        "A_post": HardAlignment(torch.zeros(2, 4, 2), torch.tensor([1, 0]), torch.tensor([2, 1])),
+    }, batch
 
 
 def test_top1_is_the_span_of_the_most_confident_real_frame() -> None:

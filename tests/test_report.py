@@ -41,19 +41,34 @@ RANDOM_TAG = "random-init(seed=0)"
 
 # --- Hand-made artifacts ------------------------------------------------------------------------
 
+
 def _provenance(weights_tag: str, profile: str, dataset: str, split: str | None = "test") -> dict[str, Any]:
-    record = {"profile": profile, "seed": 0, "weights_tag": weights_tag, "dataset": dataset,
-              "random_init_backbone": weights_tag.startswith("random-init"), "git_commit": "abc1234",
-              "hardware": {"processor": "x86_64", "cpu_count": 2, "torch": "2.14.1"},
-              "created": "2026-01-01T00:00:00+00:00"}
+    record = {
+        "profile": profile,
+        "seed": 0,
+        "weights_tag": weights_tag,
+        "dataset": dataset,
+        "random_init_backbone": weights_tag.startswith("random-init"),
+        "git_commit": "abc1234",
+        "hardware": {"processor": "x86_64", "cpu_count": 2, "torch": "2.14.1"},
+        "created": "2026-01-01T00:00:00+00:00",
+    }
     if split is not None:
         record["split"] = split
     return record
 
 
 def _table(table: str, paper_match: list[str], rows: list[dict[str, Any]], prov: dict[str, Any]) -> dict[str, Any]:
-    return {"table": table, "title": f"Our {table}", "caption": f"Caption of {table}.", "dataset": prov["dataset"],
-            "split": "test", "paper_match": paper_match, "rows": rows, "provenance": prov}
+    return {
+        "table": table,
+        "title": f"Our {table}",
+        "caption": f"Caption of {table}.",
+        "dataset": prov["dataset"],
+        "split": "test",
+        "paper_match": paper_match,
+        "rows": rows,
+        "provenance": prov,
+    }
 
 
 def _metrics(miou: float, r1: float) -> dict[str, float]:
@@ -61,23 +76,47 @@ def _metrics(miou: float, r1: float) -> dict[str, float]:
 
 
 TABLES = {
-    "04_table1_main_results": ("table1_main", ["method", "variant"], [
-        {"label": "MATR, trained", "method": "MATR", "variant": "Trained+V", "metrics": _metrics(11.11, 21.0)},
-        {"label": "Random", "method": "Random", "variant": "-", "metrics": _metrics(3.0, 5.0)}]),
-    "05_table2_dual_alignment": ("table2_dual_alignment", ["pre_fusion", "post_fusion"], [
-        {"label": "both alignments", "pre_fusion": True, "post_fusion": True, "metrics": _metrics(12.34, 22.0)},
-        {"label": "no paper row", "pre_fusion": None, "post_fusion": None, "metrics": _metrics(1.0, 2.0)}]),
-    "06_table3_pretraining": ("table3_pretraining", ["pretraining", "augmentation"], [
-        {"label": "scratch", "pretraining": False, "augmentation": None, "metrics": _metrics(13.0, 23.0)}]),
-    "07_table4_heads_vs_alignment": ("table4_heads_vs_alignment", ["predict_from"], [
-        {"label": "heads", "predict_from": "prediction heads", "metrics": _metrics(14.0, 24.0)}]),
-    "08_table5_alignment_methods": ("table5_alignment_methods", ["alignment"], [
-        {"label": "soft-DTW", "alignment": "soft-DTW", "metrics": _metrics(15.0, 25.0)}]),
+    "04_table1_main_results": (
+        "table1_main",
+        ["method", "variant"],
+        [
+            {"label": "MATR, trained", "method": "MATR", "variant": "Trained+V", "metrics": _metrics(11.11, 21.0)},
+            {"label": "Random", "method": "Random", "variant": "-", "metrics": _metrics(3.0, 5.0)},
+        ],
+    ),
+    "05_table2_dual_alignment": (
+        "table2_dual_alignment",
+        ["pre_fusion", "post_fusion"],
+        [
+            {"label": "both alignments", "pre_fusion": True, "post_fusion": True, "metrics": _metrics(12.34, 22.0)},
+            {"label": "no paper row", "pre_fusion": None, "post_fusion": None, "metrics": _metrics(1.0, 2.0)},
+        ],
+    ),
+    "06_table3_pretraining": (
+        "table3_pretraining",
+        ["pretraining", "augmentation"],
+        [{"label": "scratch", "pretraining": False, "augmentation": None, "metrics": _metrics(13.0, 23.0)}],
+    ),
+    "07_table4_heads_vs_alignment": (
+        "table4_heads_vs_alignment",
+        ["predict_from"],
+        [{"label": "heads", "predict_from": "prediction heads", "metrics": _metrics(14.0, 24.0)}],
+    ),
+    "08_table5_alignment_methods": (
+        "table5_alignment_methods",
+        ["alignment"],
+        [{"label": "soft-DTW", "alignment": "soft-DTW", "metrics": _metrics(15.0, 25.0)}],
+    ),
 }
 
 
-def write_artifacts(root: Path, weights_tag: str = RANDOM_TAG, profile: str = "smoke",
-                    dataset: str = "synthetic-tiny", skip: tuple[str, ...] = ()) -> Path:
+def write_artifacts(
+    root: Path,
+    weights_tag: str = RANDOM_TAG,
+    profile: str = "smoke",
+    dataset: str = "synthetic-tiny",
+    skip: tuple[str, ...] = (),
+) -> Path:
     """Every planned notebook's artifacts under ``root``; ``skip``: ``"stem/file"`` entries not to write."""
     files: dict[str, Any] = {}
     for stem in EXPECTED_ARTIFACTS:
@@ -85,11 +124,14 @@ def write_artifacts(root: Path, weights_tag: str = RANDOM_TAG, profile: str = "s
     for stem, (key, match, rows) in TABLES.items():
         files[f"{stem}/table.json"] = _table(key, match, rows, _provenance(weights_tag, profile, dataset))
     files["09_qualitative_figures/figures.json"] = [
-        {"file": "example.png", "title": "A retrieved moment", "caption": "Query and top-1 moment."}]
+        {"file": "example.png", "title": "A retrieved moment", "caption": "Query and top-1 moment."}
+    ]
     files["03_finetuning/figures.json"] = [
-        {"file": "loss.png", "title": "Finetuning loss", "caption": "Per epoch.", "kind": "curves"}]
+        {"file": "loss.png", "title": "Finetuning loss", "caption": "Per epoch.", "kind": "curves"}
+    ]
     files["03_finetuning/choices.json"] = [
-        {"what": "checkpoint evaluated", "choice": "the last epoch", "where": "matr.profiles"}]
+        {"what": "checkpoint evaluated", "choice": "the last epoch", "where": "matr.profiles"}
+    ]
     for path, data in files.items():
         if path not in skip:
             (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +164,7 @@ def _table_row(markdown: str, label: str) -> list[str]:
 
 # --- Report -------------------------------------------------------------------------------------
 
+
 def test_random_init_backbone_is_stated_in_bold_on_the_first_line(report_dir: Path) -> None:
     readme, page = _build(report_dir)
     first = readme.splitlines()[0]
@@ -141,8 +184,17 @@ def test_openai_backbone_first_line_states_the_tag_without_warning(report_dir: P
 def test_paper_numbers_stand_next_to_ours_in_matched_rows(report_dir: Path) -> None:
     readme, page = _build(report_dir)
     # columns: row, ours mIoU, ours R1@0.5, ours VRL_IoU_mean, ours num_pairs, paper AN/SM mIoU/R1
-    assert _table_row(readme, "both alignments") == ["both alignments", "12.3", "22.0", "4.0", "12",
-                                                     "53.2", "54.8", "56.2", "52.7"]
+    assert _table_row(readme, "both alignments") == [
+        "both alignments",
+        "12.3",
+        "22.0",
+        "4.0",
+        "12",
+        "53.2",
+        "54.8",
+        "56.2",
+        "52.7",
+    ]
     assert _table_row(readme, "no paper row")[-4:] == ["—"] * 4
     assert _table_row(readme, "MATR, trained")[-4:] == ["53.2", "54.8", "56.2", "52.7"]
     assert _table_row(readme, "Random")[-4:] == ["7.3", "16.2", "—", "—"]
@@ -177,8 +229,9 @@ def test_an_unknown_metric_is_an_error_naming_the_file(report_dir: Path) -> None
 
 
 def test_missing_artifacts_raise_an_error_naming_each(report_dir: Path) -> None:
-    artifacts = write_artifacts(report_dir / "artifacts", skip=("05_table2_dual_alignment/table.json",
-                                                                "09_qualitative_figures/figures.json"))
+    artifacts = write_artifacts(
+        report_dir / "artifacts", skip=("05_table2_dual_alignment/table.json", "09_qualitative_figures/figures.json")
+    )
     with pytest.raises(ReportError) as caught:
         build_report(report_dir, artifacts, "smoke")
     assert "05_table2_dual_alignment: table.json" in str(caught.value)
@@ -203,7 +256,8 @@ def test_artifacts_of_another_profile_are_refused(report_dir: Path) -> None:
 def test_artifacts_with_different_weights_tags_are_refused(report_dir: Path) -> None:
     artifacts = write_artifacts(report_dir / "artifacts")
     (artifacts / "01_data_curation" / "provenance.json").write_text(
-        json.dumps(_provenance("openai", "smoke", "synthetic-tiny")))
+        json.dumps(_provenance("openai", "smoke", "synthetic-tiny"))
+    )
     with pytest.raises(ReportError, match="disagree on the backbone weights tag"):
         build_report(report_dir, artifacts, "smoke")
 
@@ -228,12 +282,20 @@ def test_choices_where_the_paper_is_silent_are_listed(report_dir: Path) -> None:
 
 def test_provenance_lists_commit_seed_data_hardware_and_notebook_times(report_dir: Path) -> None:
     report_dir.mkdir()
-    (report_dir / "timings.json").write_text(json.dumps(
-        {"04_table1_main_results": {"seconds": 12.5, "finished": "2026-01-01T00:10:00+00:00", "profile": "smoke"}}))
+    (report_dir / "timings.json").write_text(
+        json.dumps(
+            {"04_table1_main_results": {"seconds": 12.5, "finished": "2026-01-01T00:10:00+00:00", "profile": "smoke"}}
+        )
+    )
     readme, _ = _build(report_dir)
     provenance = readme.split("## Provenance")[1]
-    for text in ("git commit: `abc1234`", "seed: `0`", f"weights tag: `{RANDOM_TAG}`",
-                 "dataset: `synthetic-tiny`; split: `test`", "hardware: processor x86_64, cpu_count 2"):
+    for text in (
+        "git commit: `abc1234`",
+        "seed: `0`",
+        f"weights tag: `{RANDOM_TAG}`",
+        "dataset: `synthetic-tiny`; split: `test`",
+        "hardware: processor x86_64, cpu_count 2",
+    ):
         assert text in provenance
     assert _table_row(provenance, "04_table1_main_results")[:2] == ["04_table1_main_results", "12.5"]
     assert _table_row(provenance, "01_data_curation")[1] == "—"
@@ -247,8 +309,9 @@ def test_same_artifacts_give_the_same_report(report_dir: Path) -> None:
 
 # --- Runner: finding and selecting notebooks (no kernel) ----------------------------------------
 
-PARAMETERS_CELL = ('profile: str = "smoke"\nworkdir: str = "."\nartifacts: str = "."\nseed: int = 0\n'
-                   'device: str = "auto"')
+PARAMETERS_CELL = (
+    'profile: str = "smoke"\nworkdir: str = "."\nartifacts: str = "."\nseed: int = 0\ndevice: str = "auto"'
+)
 
 
 def write_notebook(path: Path, *cells: str, parameters: str = PARAMETERS_CELL) -> Path:
@@ -257,16 +320,21 @@ def write_notebook(path: Path, *cells: str, parameters: str = PARAMETERS_CELL) -
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     parameters_cell = nbformat.v4.new_code_cell(parameters)
     parameters_cell.metadata["tags"] = ["parameters"]
-    notebook.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), parameters_cell,
-                      *(nbformat.v4.new_code_cell(source) for source in cells)]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(f"# {path.stem}"),
+        parameters_cell,
+        *(nbformat.v4.new_code_cell(source) for source in cells),
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, path)
     return path
 
 
-LOG_CELL = ("import os, sys\nfrom pathlib import Path\n"
-            "with open(Path(workdir) / 'log.txt', 'a') as f:\n"
-            "    f.write(f'{Path(os.getcwd()).name} {profile} {seed} {sys.executable}\\n')")
+LOG_CELL = (
+    "import os, sys\nfrom pathlib import Path\n"
+    "with open(Path(workdir) / 'log.txt', 'a') as f:\n"
+    "    f.write(f'{Path(os.getcwd()).name} {profile} {seed} {sys.executable}\\n')"
+)
 
 
 def _series(folder: Path, *names: str) -> list[Path]:
@@ -299,11 +367,17 @@ def test_unknown_parameter_is_refused_before_any_notebook_runs(tmp_path: Path) -
 def test_notebook_parameters_use_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     parameters = notebook_parameters("smoke", "runs/smoke", "reports/artifacts", seed=3)
-    assert parameters == {"profile": "smoke", "workdir": str(tmp_path / "runs/smoke"),
-                          "artifacts": str(tmp_path / "reports/artifacts"), "seed": 3, "device": "auto"}
+    assert parameters == {
+        "profile": "smoke",
+        "workdir": str(tmp_path / "runs/smoke"),
+        "artifacts": str(tmp_path / "reports/artifacts"),
+        "seed": 3,
+        "device": "auto",
+    }
 
 
 # --- Runner: executing on a real kernel ---------------------------------------------------------
+
 
 def test_notebooks_run_in_order_in_their_folder_with_injected_parameters(tmp_path: Path) -> None:
     series = _series(tmp_path / "nb", "01_a", "02_b")
@@ -343,15 +417,18 @@ def test_rerunning_one_notebook_updates_only_its_timing(tmp_path: Path) -> None:
     assert merged["01_a"] == {"seconds": 123.0} and merged["02_b"]["seconds"] < 456.0
 
 
-PROVENANCE_CELL = ("import json\nfrom pathlib import Path\n"
-                   "folder = Path(artifacts) / '01_data_curation'\nfolder.mkdir(parents=True)\n"
-                   "record = {'profile': profile, 'seed': seed, 'weights_tag': 'random-init(seed=0)', "
-                   "'dataset': 'synthetic-tiny', 'workdir': workdir}\n"
-                   "(folder / 'provenance.json').write_text(json.dumps(record))")
+PROVENANCE_CELL = (
+    "import json\nfrom pathlib import Path\n"
+    "folder = Path(artifacts) / '01_data_curation'\nfolder.mkdir(parents=True)\n"
+    "record = {'profile': profile, 'seed': seed, 'weights_tag': 'random-init(seed=0)', "
+    "'dataset': 'synthetic-tiny', 'workdir': workdir}\n"
+    "(folder / 'provenance.json').write_text(json.dumps(record))"
+)
 
 
-def test_make_report_runs_the_selection_and_builds_a_partial_report(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_make_report_runs_the_selection_and_builds_a_partial_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # the defaults: notebooks/, reports/, runs/<profile>
     write_notebook(tmp_path / "notebooks" / "01_data_curation.ipynb", PROVENANCE_CELL)
     write_notebook(tmp_path / "notebooks" / "02_pretraining.ipynb", "raise RuntimeError('not selected')")

@@ -10,12 +10,34 @@ import pytest
 from matr.data import synthetic
 from matr.data.synthetic import ACTION_CLASSES, CLASS_SPLIT, PROFILES, SPLITS, SyntheticProfile
 
-MICRO = SyntheticProfile("micro", classes_per_split=(1, 1, 1), targets_per_class=(1, 1, 1), queries_per_target=1,
-                         target_seconds=(8, 8), moment_seconds=(2.0, 4.0), query_seconds=(2.0, 3.0), distractors=(1, 1))
-SMALL = dataclasses.replace(PROFILES["tiny"], name="small", targets_per_class=(1, 1, 1), target_seconds=(10, 12),
-                            moment_seconds=(3.0, 6.0), query_seconds=(2.0, 4.0), decoys=(1, 1))
-DECOYED = dataclasses.replace(MICRO, name="decoyed", classes_per_split=(6, 3, 3), target_seconds=(16, 16),
-                              moment_seconds=(2.0, 4.0), distractors=(0, 2), decoys=(1, 1))
+MICRO = SyntheticProfile(
+    "micro",
+    classes_per_split=(1, 1, 1),
+    targets_per_class=(1, 1, 1),
+    queries_per_target=1,
+    target_seconds=(8, 8),
+    moment_seconds=(2.0, 4.0),
+    query_seconds=(2.0, 3.0),
+    distractors=(1, 1),
+)
+SMALL = dataclasses.replace(
+    PROFILES["tiny"],
+    name="small",
+    targets_per_class=(1, 1, 1),
+    target_seconds=(10, 12),
+    moment_seconds=(3.0, 6.0),
+    query_seconds=(2.0, 4.0),
+    decoys=(1, 1),
+)
+DECOYED = dataclasses.replace(
+    MICRO,
+    name="decoyed",
+    classes_per_split=(6, 3, 3),
+    target_seconds=(16, 16),
+    moment_seconds=(2.0, 4.0),
+    distractors=(0, 2),
+    decoys=(1, 1),
+)
 DECOY_GAP_S = 2.0
 # sha256 of plan_dataset(tiny, seed=0) (annotations and every spec field) as rendered before decoys existed.
 TINY_PLAN_DIGEST = "9195f0e6d04cd3d6"
@@ -30,8 +52,10 @@ def small(tmp_path_factory) -> Path:
 
 
 def read_annotations(root: Path) -> dict[str, list[dict]]:
-    return {split: [json.loads(line) for line in (root / "annotations" / f"{split}.jsonl").read_text().splitlines()]
-            for split in SPLITS}
+    return {
+        split: [json.loads(line) for line in (root / "annotations" / f"{split}.jsonl").read_text().splitlines()]
+        for split in SPLITS
+    }
 
 
 def targets(plan: synthetic.DatasetPlan) -> list[synthetic.VideoSpec]:
@@ -61,8 +85,14 @@ def test_motion_moves_within_a_cycle_and_rests_at_whole_cycles(name):
     assert np.allclose(rest.x, 0) and np.allclose(rest.y, 0) and np.allclose(rest.scale, 1)
     assert np.allclose(np.mod(rest.angle + np.pi, 2 * np.pi), np.pi) and np.allclose(rest.aspect, 1)
     assert rest.visible.all()
-    change = (np.ptp(moving.x) + np.ptp(moving.y) + np.ptp(moving.scale) + np.ptp(moving.angle)
-              + np.ptp(np.log(moving.aspect)) + np.ptp(moving.visible.astype(float)))
+    change = (
+        np.ptp(moving.x)
+        + np.ptp(moving.y)
+        + np.ptp(moving.scale)
+        + np.ptp(moving.angle)
+        + np.ptp(np.log(moving.aspect))
+        + np.ptp(moving.visible.astype(float))
+    )
     assert change > 0.4
 
 
@@ -71,7 +101,7 @@ def test_motion_patterns_differ_between_classes():
     signatures = {name: np.stack(spec.motion(phase)).astype(float) for name, spec in ACTION_CLASSES.items()}
     names = sorted(signatures)
     for i, first in enumerate(names):
-        for second in names[i + 1:]:  # some pose field differs by 0.1 on average
+        for second in names[i + 1 :]:  # some pose field differs by 0.1 on average
             assert np.abs(signatures[first] - signatures[second]).mean(axis=1).max() > 0.1, (first, second)
 
 
@@ -93,8 +123,9 @@ def test_tiny_profile_stays_within_the_ci_feature_budget():
 
     tiny = PROFILES["tiny"]
     targets = sum(c * t for c, t in zip(tiny.classes_per_split, tiny.targets_per_class))
-    worst = targets * (num_windows(tiny.target_seconds[1], 2.0)
-                       + tiny.queries_per_target * num_windows(tiny.query_seconds[1], 2.0))
+    worst = targets * (
+        num_windows(tiny.target_seconds[1], 2.0) + tiny.queries_per_target * num_windows(tiny.query_seconds[1], 2.0)
+    )
     assert worst <= 400
 
 
@@ -102,7 +133,8 @@ def test_tiny_profile_stays_within_the_ci_feature_budget():
 def test_plan_has_the_profile_pair_counts_with_unique_ids(name):
     plan = synthetic.plan_dataset(PROFILES[name], seed=0)
     assert {split: len(plan.annotations[split]) for split in SPLITS} == {
-        split: PROFILES[name].pairs(split) for split in SPLITS}
+        split: PROFILES[name].pairs(split) for split in SPLITS
+    }
     ids = [spec.video_id for spec in plan.videos]
     assert len(ids) == len(set(ids))
 
@@ -112,7 +144,7 @@ def test_annotations_give_the_profile_pair_counts_with_windows_inside_targets(sm
     for split in SPLITS:
         assert len(annotations[split]) == SMALL.pairs(split)
         for record in annotations[split]:
-            (start, end), = record["relevant_windows"]
+            ((start, end),) = record["relevant_windows"]
             assert 0 <= start < end <= record["duration"]
             assert record["split"] == split
             assert (small / "videos" / f"{record['qid']}.mp4").is_file()
@@ -145,8 +177,9 @@ def test_videos_decode_with_the_profile_size_fps_and_duration(small):
 
 
 def test_target_moves_more_inside_the_moment_than_outside():
-    profile = dataclasses.replace(MICRO, classes_per_split=(6, 3, 3), target_seconds=(16, 16),
-                                  moment_seconds=(4.0, 8.0), distractors=(0, 2))
+    profile = dataclasses.replace(
+        MICRO, classes_per_split=(6, 3, 3), target_seconds=(16, 16), moment_seconds=(4.0, 8.0), distractors=(0, 2)
+    )
     plan = synthetic.plan_dataset(profile, seed=0)
     targets = [spec for spec in plan.videos if not spec.video_id.endswith("_q0")]
     assert {spec.action for spec in targets} == set(ACTION_CLASSES)
@@ -154,8 +187,8 @@ def test_target_moves_more_inside_the_moment_than_outside():
         frames = synthetic.render_frames(spec).astype(np.float32)
         energy = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))  # energy[k]: frame k -> k + 1
         k0, k1 = spec.action_frames
-        inside = energy[k0:k1 - 1].mean()
-        outside = np.concatenate([energy[:max(k0 - 1, 0)], energy[k1:]]).mean()
+        inside = energy[k0 : k1 - 1].mean()
+        outside = np.concatenate([energy[: max(k0 - 1, 0)], energy[k1:]]).mean()
         assert inside > 1.5 * outside, (spec.action, inside, outside)
 
 
@@ -212,18 +245,33 @@ def test_sportsmoments_importer_reads_the_demo_annotations(small, caplog):
     for split, rows in read_annotations(small).items():
         records = read_sportsmoments_jsonl(small / "annotations" / f"{split}.jsonl", known_videos=videos)
         assert [(r.query_video, r.target_video, r.windows[0], r.action_class, r.split) for r in records] == [
-            (row["qid"], row["vid"], tuple(row["relevant_windows"][0]), row["action_class"], split) for row in rows]
+            (row["qid"], row["vid"], tuple(row["relevant_windows"][0]), row["action_class"], split) for row in rows
+        ]
     assert "ignoring unknown keys" not in caplog.text
 
 
 def test_tiny_plan_is_the_one_rendered_before_decoys():
-    fields = ("video_id", "num_frames", "fps", "size", "background", "actor", "action", "action_frames", "cycles",
-              "extent", "mirror", "distractors", "seed")
+    fields = (
+        "video_id",
+        "num_frames",
+        "fps",
+        "size",
+        "background",
+        "actor",
+        "action",
+        "action_frames",
+        "cycles",
+        "extent",
+        "mirror",
+        "distractors",
+        "seed",
+    )
     plan = synthetic.plan_dataset(PROFILES["tiny"], seed=0)
     assert all(not spec.decoys for spec in plan.videos)
     videos = [{key: dataclasses.asdict(spec)[key] for key in fields} for spec in plan.videos]
-    text = json.dumps({"videos": videos, "annotations": {s: list(r) for s, r in plan.annotations.items()}},
-                      sort_keys=True)
+    text = json.dumps(
+        {"videos": videos, "annotations": {s: list(r) for s, r in plan.annotations.items()}}, sort_keys=True
+    )
     assert hashlib.sha256(text.encode()).hexdigest()[:16] == TINY_PLAN_DIGEST
 
 
@@ -259,8 +307,14 @@ def test_decoys_are_other_classes_of_the_split_apart_from_the_moment_and_each_ot
 
 def test_decoys_that_do_not_fit_are_left_out():
     # 8 s targets, 2 s moment and decoys, 2 s gaps: one decoy fits iff the moment leaves 4 s on a side.
-    cramped = dataclasses.replace(DECOYED, classes_per_split=(2, 2, 2), targets_per_class=(8, 1, 1),
-                                  target_seconds=(8, 8), moment_seconds=(2.0, 2.0), decoys=(2, 2))
+    cramped = dataclasses.replace(
+        DECOYED,
+        classes_per_split=(2, 2, 2),
+        targets_per_class=(8, 1, 1),
+        target_seconds=(8, 8),
+        moment_seconds=(2.0, 2.0),
+        decoys=(2, 2),
+    )
     fitted = set()
     for spec in targets(synthetic.plan_dataset(cramped, seed=0)):
         start, end = spec.window
@@ -277,10 +331,10 @@ def test_decoy_windows_move_like_the_moment():
         energy = motion_energy(spec)
         acting = np.zeros(len(energy) + 1, dtype=bool)
         for k0, k1 in (spec.action_frames, spec.decoys[0].action_frames):
-            acting[max(k0 - 1, 0):k1 + 1] = True
+            acting[max(k0 - 1, 0) : k1 + 1] = True
         outside = energy[~acting[:-1]].mean()
         (k0, k1), (d0, d1) = spec.action_frames, spec.decoys[0].action_frames
-        moment, decoy = energy[k0:k1 - 1].mean(), energy[d0:d1 - 1].mean()
+        moment, decoy = energy[k0 : k1 - 1].mean(), energy[d0 : d1 - 1].mean()
         assert decoy > 1.5 * outside and moment > 1.5 * outside, (spec.decoys[0].action, decoy, moment, outside)
 
 
@@ -308,5 +362,6 @@ def test_manifest_of_a_profile_without_decoys_is_the_one_written_before_decoys(t
     del written_before["decoys"]
     assert manifest["profile"] == written_before
     with pytest.raises(ValueError, match="manifest.json"):
-        synthetic.render_dataset(tmp_path, dataclasses.replace(MICRO, classes_per_split=(2, 2, 2), decoys=(1, 1)),
-                                 seed=0, progress=False)
+        synthetic.render_dataset(
+            tmp_path, dataclasses.replace(MICRO, classes_per_split=(2, 2, 2), decoys=(1, 1)), seed=0, progress=False
+        )

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from planted import planted_pairs
 
 from matr.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from matr.config import override, preset
@@ -12,8 +13,6 @@ from matr.data import PairDataset
 from matr.io import read_jsonl
 from matr.model import MATR
 from matr.train import TrainConfig, fit
-
-from planted import planted_pairs
 
 HERE = Path(__file__).resolve().parent
 NO_DROPOUT = {"model.transformer_dropout": 0.0, "model.projection_dropout": 0.0}
@@ -111,11 +110,25 @@ def test_checkpoints_carrying_code_are_not_unpickled(tmp_path):
 @pytest.mark.slow
 def test_two_gloo_processes_under_torchrun_agree_with_one_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               str(HERE / "ddp_worker.py"), str(tmp_path / "ddp"), "4", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "ddp_worker.py"),
+        str(tmp_path / "ddp"),
+        "4",
+        "2",
+    ]
     subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
-    subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "single"), "8", "2"],
-                   check=True, env=env, timeout=300, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path / "single"), "8", "2"],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
     ddp, single = weights(tmp_path / "ddp" / "last.pt"), weights(tmp_path / "single" / "last.pt")
     assert all(torch.allclose(ddp[k], single[k], atol=1e-4, rtol=1e-3) for k in single)
     assert not torch.equal(single["type_embed"], MATR(preset("smoke")).type_embed.detach())

@@ -236,9 +236,7 @@ def _backtrack(
     return HardAlignment(matrix[:-1].view(B, M, N), start - 1, end_row - 1)
 
 
-def hard_alignment(
-    C: Tensor, target_lengths: Tensor, query_lengths: Tensor, subsequence: bool = True
-) -> HardAlignment:
+def hard_alignment(C: Tensor, target_lengths: Tensor, query_lengths: Tensor, subsequence: bool = True) -> HardAlignment:
     """Optimal monotone alignment path, the ``gamma -> 0`` limit of :func:`soft_dtw`.
 
     Same recursion and boundary as :func:`soft_dtw` with a hard ``min``; in subsequence mode the

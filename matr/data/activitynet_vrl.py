@@ -90,9 +90,12 @@ class VrlEntry:
         return self.groundtruth[1] - self.groundtruth[0]
 
 
-def read_vrl_entries(split_path: str | Path, length_path: str | Path,
-                     durations: Mapping[str, float] | None = None,
-                     fps: float | None = None) -> list[VrlEntry]:
+def read_vrl_entries(
+    split_path: str | Path,
+    length_path: str | Path,
+    durations: Mapping[str, float] | None = None,
+    fps: float | None = None,
+) -> list[VrlEntry]:
     """Read and validate a split file; errors name the file and the entry (0-based).
 
     ``durations``: video id -> duration (s). ``fps``: fallback frame rate for videos not in
@@ -116,15 +119,21 @@ def read_vrl_entries(split_path: str | Path, length_path: str | Path,
             raise located(split_path, where, str(error)) from error
         key = (entry.video_id, entry.location, entry.groundtruth)
         if key in first_seen:
-            raise located(split_path, where, f"duplicate of entry {first_seen[key]} (same id, location "
-                                             "and groundtruth)")
+            raise located(
+                split_path, where, f"duplicate of entry {first_seen[key]} (same id, location and groundtruth)"
+            )
         first_seen[key] = index
         entries.append(entry)
     return entries
 
 
-def vrl_pairs(entries: list[VrlEntry], split: str, seed: int = 0, pairs_per_query: int | None = 1,
-              length_rule: LengthRule = "location") -> list[PairRecord]:
+def vrl_pairs(
+    entries: list[VrlEntry],
+    split: str,
+    seed: int = 0,
+    pairs_per_query: int | None = 1,
+    length_rule: LengthRule = "location",
+) -> list[PairRecord]:
     """The deterministic pair list of one split (recipe in the module docstring).
 
     ``pairs_per_query=None`` keeps every candidate.
@@ -139,23 +148,37 @@ def vrl_pairs(entries: list[VrlEntry], split: str, seed: int = 0, pairs_per_quer
     records: list[PairRecord] = []
     unmatched = 0
     for query in entries:
-        candidates = [t for t in by_label[query.label] if t.video_id != query.video_id
-                      and _candidate_length(t, length_rule) >= query.groundtruth_length]
+        candidates = [
+            t
+            for t in by_label[query.label]
+            if t.video_id != query.video_id and _candidate_length(t, length_rule) >= query.groundtruth_length
+        ]
         if not candidates:
             unmatched += 1
             continue
         candidates.sort(key=lambda t: _rank_key(seed, split, query.index, t.index))
         records.extend(_pair(query, target, split) for target in candidates[:pairs_per_query])
     if unmatched:
-        logger.info("ActivityNet-VRL %s: %d of %d queries have no candidate target (length_rule=%s)",
-                    split, unmatched, len(entries), length_rule)
+        logger.info(
+            "ActivityNet-VRL %s: %d of %d queries have no candidate target (length_rule=%s)",
+            split,
+            unmatched,
+            len(entries),
+            length_rule,
+        )
     return records
 
 
-def import_activitynet_vrl(split_path: str | Path, length_path: str | Path,
-                           durations: Mapping[str, float] | None = None, fps: float | None = None,
-                           split: str | None = None, seed: int = 0, pairs_per_query: int | None = 1,
-                           length_rule: LengthRule = "location") -> list[PairRecord]:
+def import_activitynet_vrl(
+    split_path: str | Path,
+    length_path: str | Path,
+    durations: Mapping[str, float] | None = None,
+    fps: float | None = None,
+    split: str | None = None,
+    seed: int = 0,
+    pairs_per_query: int | None = 1,
+    length_rule: LengthRule = "location",
+) -> list[PairRecord]:
     """Read a split file and build its pair list; ``split`` defaults to the file's stem."""
     entries = read_vrl_entries(split_path, length_path, durations, fps)
     return vrl_pairs(entries, split or Path(split_path).stem, seed, pairs_per_query, length_rule)
@@ -197,8 +220,14 @@ def _read_json(path: str | Path) -> Any:
         raise located(path, f"line {error.lineno} column {error.colno}", f"invalid JSON: {error.msg}") from error
 
 
-def _entry(index: int, raw: Any, lengths: Mapping[str, Any], durations: Mapping[str, float],
-           fps: float | None, length_path: str | Path) -> VrlEntry:
+def _entry(
+    index: int,
+    raw: Any,
+    lengths: Mapping[str, Any],
+    durations: Mapping[str, float],
+    fps: float | None,
+    length_path: str | Path,
+) -> VrlEntry:
     if not isinstance(raw, dict) or not set(_KEYS) <= set(raw):
         raise ValueError(f"expected an object with keys {list(_KEYS)}, got {raw!r}")
     video_id, label = raw["id"], raw["label"]
@@ -213,13 +242,15 @@ def _entry(index: int, raw: Any, lengths: Mapping[str, Any], durations: Mapping[
     if location[1] > n_feat:
         raise ValueError(f"location {list(location)} ends beyond the video's {n_feat} features")
     if groundtruth[1] > location[1] - location[0]:
-        raise ValueError(f"groundtruth {list(groundtruth)} ends beyond the location window of length "
-                         f"{location[1] - location[0]}")
+        raise ValueError(
+            f"groundtruth {list(groundtruth)} ends beyond the location window of length {location[1] - location[0]}"
+        )
     duration = _duration(video_id, n_frames, durations, fps)
     step = FRAMES_PER_FEATURE * duration / n_frames
     target = clip_to_duration((location[0] * step, location[1] * step), duration, "location")
-    query = clip_to_duration(((location[0] + groundtruth[0]) * step, (location[0] + groundtruth[1]) * step),
-                             duration, "groundtruth")
+    query = clip_to_duration(
+        ((location[0] + groundtruth[0]) * step, (location[0] + groundtruth[1]) * step), duration, "groundtruth"
+    )
     relative = clip_to_duration((groundtruth[0] * step, groundtruth[1] * step), target[1] - target[0], "groundtruth")
     return VrlEntry(index, video_id, int(label), location, groundtruth, query, target, relative)
 
@@ -249,8 +280,10 @@ def _duration(video_id: str, n_frames: int, durations: Mapping[str, float], fps:
         return duration
     if fps is not None:
         return n_frames / fps
-    raise ValueError(f"no duration for video {video_id!r}: pass durations={{video id: seconds}} "
-                     "(e.g. load_activitynet_durations) or fps=")
+    raise ValueError(
+        f"no duration for video {video_id!r}: pass durations={{video id: seconds}} "
+        "(e.g. load_activitynet_durations) or fps="
+    )
 
 
 def _is_int(value: Any) -> bool:

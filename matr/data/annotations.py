@@ -38,8 +38,9 @@ def load_annotations(path: str | Path, split: str | None = None) -> list[PairRec
     elif suffix in JSON_SUFFIXES:
         records = _read_json_lines(path, split)
     else:
-        raise AnnotationError(f"{path}: unknown annotation format {suffix!r}; expected .csv or "
-                              f"{', '.join(JSON_SUFFIXES)}")
+        raise AnnotationError(
+            f"{path}: unknown annotation format {suffix!r}; expected .csv or {', '.join(JSON_SUFFIXES)}"
+        )
     return _select_split(path, records, split)
 
 
@@ -50,8 +51,10 @@ def _read_csv(path: Path, split: str | None) -> list[PairRecord]:
         return read_sportsmoments_csv(path, split=split)
     if {"query", "target"} <= set(header):
         return read_own_videos(path, split=split or "test").records
-    raise AnnotationError(f"{path}, line 1: header {header} is neither a SportsMoments CSV (query_id, "
-                          "reference_id, ...) nor an own-videos CSV (query, target, ...)")
+    raise AnnotationError(
+        f"{path}, line 1: header {header} is neither a SportsMoments CSV (query_id, "
+        "reference_id, ...) nor an own-videos CSV (query, target, ...)"
+    )
 
 
 def _read_json_lines(path: Path, split: str | None) -> list[PairRecord]:
@@ -60,8 +63,10 @@ def _read_json_lines(path: Path, split: str | None) -> list[PairRecord]:
         return load_pairs(path)
     if "qid" in first:
         return read_sportsmoments_jsonl(path, split=split)
-    raise AnnotationError(f"{path}: the first record has keys {sorted(first)}; expected 'pair_id' "
-                          "(matr pair records) or 'qid' (SportsMoments JSON lines)")
+    raise AnnotationError(
+        f"{path}: the first record has keys {sorted(first)}; expected 'pair_id' "
+        "(matr pair records) or 'qid' (SportsMoments JSON lines)"
+    )
 
 
 def _first_record(path: Path) -> dict:

@@ -96,8 +96,14 @@ def resample_frames(features: np.ndarray, length: int) -> np.ndarray:
     return features[index]
 
 
-def crop_target(num_frames: int, window: tuple[float, float] | None, duration: float, clip_length: float,
-                max_frames: int | None, rng: np.random.Generator) -> tuple[int, int, tuple[float, float] | None, float]:
+def crop_target(
+    num_frames: int,
+    window: tuple[float, float] | None,
+    duration: float,
+    clip_length: float,
+    max_frames: int | None,
+    rng: np.random.Generator,
+) -> tuple[int, int, tuple[float, float] | None, float]:
     """Crop a target of ``num_frames`` frames to at most ``max_frames``: ``(first, stop, window, duration)``.
 
     ``[first, stop)`` are the frames kept. They contain the frames of ``window`` (seconds), or lie
@@ -121,8 +127,15 @@ def crop_target(num_frames: int, window: tuple[float, float] | None, duration: f
     return first, first + max_frames, window, min(duration - shift, max_frames * clip_length)
 
 
-def make_item(pair_id: str, query: np.ndarray, target: np.ndarray, window: tuple[float, float] | None,
-              duration: float, target_start: float, clip_length: float) -> Item:
+def make_item(
+    pair_id: str,
+    query: np.ndarray,
+    target: np.ndarray,
+    window: tuple[float, float] | None,
+    duration: float,
+    target_start: float,
+    clip_length: float,
+) -> Item:
     """An item dict from the sliced features ``query (N, d)`` and ``target (M, d)``."""
     if window is not None:
         window = (min(max(window[0], 0.0), duration), min(max(window[1], 0.0), duration))
@@ -150,14 +163,23 @@ class PairDataset(Dataset):
     Each record must have at most one ground-truth window (the batch holds one per pair).
     """
 
-    def __init__(self, records: Sequence[PairRecord], source: FeatureSource, *,
-                 max_query_frames: int | None = None, max_target_frames: int | None = None,
-                 train: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        records: Sequence[PairRecord],
+        source: FeatureSource,
+        *,
+        max_query_frames: int | None = None,
+        max_target_frames: int | None = None,
+        train: bool = False,
+        seed: int = 0,
+    ) -> None:
         check_frame_limits(max_query_frames, max_target_frames)
         for record in records:
             if len(record.windows) > 1:
-                raise ValueError(f"pair {record.pair_id!r} has {len(record.windows)} ground-truth windows; "
-                                 "PairDataset supports one per pair")
+                raise ValueError(
+                    f"pair {record.pair_id!r} has {len(record.windows)} ground-truth windows; "
+                    "PairDataset supports one per pair"
+                )
         self.records = list(records)
         self.source = source
         self.max_query_frames = max_query_frames
@@ -186,11 +208,11 @@ class PairDataset(Dataset):
             shift = record.target_window[0] - origin
         window = (record.windows[0][0] + shift, record.windows[0][1] + shift) if record.windows else None
         rng = np.random.default_rng([self.seed, self.epoch if self.train else 0, zlib.crc32(record.pair_id.encode())])
-        crop_first, crop_stop, window, duration = crop_target(stop - first, window, duration, c,
-                                                              self.max_target_frames, rng)
-        target = features[first + crop_first:first + crop_stop]
-        return make_item(record.pair_id, self._query(record, c), target, window, duration,
-                         origin + crop_first * c, c)
+        crop_first, crop_stop, window, duration = crop_target(
+            stop - first, window, duration, c, self.max_target_frames, rng
+        )
+        target = features[first + crop_first : first + crop_stop]
+        return make_item(record.pair_id, self._query(record, c), target, window, duration, origin + crop_first * c, c)
 
     def _query(self, record: PairRecord, clip_length: float) -> np.ndarray:
         features = self.source.load(record.query_video)
@@ -227,9 +249,14 @@ def collate_pairs(items: Sequence[Item]) -> dict[str, Any]:
             m = int(target_lengths[b])
             foreground[b, :m], offsets[b, :m] = frame_targets(tuple(item["window"].tolist()), m, clip_length)
     return {
-        "target": target, "target_mask": target_mask, "target_lengths": target_lengths,
-        "query": query, "query_mask": query_mask, "query_lengths": query_lengths,
-        "foreground": foreground, "offsets": offsets,
+        "target": target,
+        "target_mask": target_mask,
+        "target_lengths": target_lengths,
+        "query": query,
+        "query_mask": query_mask,
+        "query_lengths": query_lengths,
+        "foreground": foreground,
+        "offsets": offsets,
         "window": torch.stack([item["window"] for item in items]),
         "duration": torch.tensor([item["duration"] for item in items], dtype=torch.float32),
         "target_start": torch.tensor([item["target_start"] for item in items], dtype=torch.float32),

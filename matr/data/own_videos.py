@@ -44,8 +44,9 @@ def probe_duration(path: Path) -> float:
     return probe_video(path).duration
 
 
-def read_own_videos(csv_path: str | Path, split: str = "test",
-                    probe: Callable[[Path], float] = probe_duration) -> OwnVideos:
+def read_own_videos(
+    csv_path: str | Path, split: str = "test", probe: Callable[[Path], float] = probe_duration
+) -> OwnVideos:
     """Read the CSV at ``csv_path`` (format in the module docstring)."""
     csv_path = Path(csv_path)
     folder = csv_path.parent
@@ -58,8 +59,9 @@ def read_own_videos(csv_path: str | Path, split: str = "test",
         reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in REQUIRED if name not in reader.fieldnames]
         if missing:
-            raise located(csv_path, "line 1", f"missing columns {missing}; required {list(REQUIRED)}, "
-                                              f"optional {list(OPTIONAL)}")
+            raise located(
+                csv_path, "line 1", f"missing columns {missing}; required {list(REQUIRED)}, optional {list(OPTIONAL)}"
+            )
         for row in reader:
             line = reader.line_num
             try:
@@ -72,8 +74,11 @@ def read_own_videos(csv_path: str | Path, split: str = "test",
             except (ValueError, OSError) as error:
                 raise located(csv_path, f"line {line}", str(error)) from error
             if record.pair_id in first_line:
-                raise located(csv_path, f"line {line}", f"pair {record.pair_id!r} already listed on "
-                                                        f"line {first_line[record.pair_id]}")
+                raise located(
+                    csv_path,
+                    f"line {line}",
+                    f"pair {record.pair_id!r} already listed on line {first_line[record.pair_id]}",
+                )
             first_line[record.pair_id] = line
             records.append(record)
     return OwnVideos(records, paths)
@@ -97,13 +102,15 @@ def _video(name: str | None, folder: Path, paths: dict[str, Path]) -> tuple[str,
     if video.startswith("."):
         raise ValueError(f"video file {name!r} starts with '.', which cannot name a video id")
     if paths.setdefault(video, file) != file:
-        raise ValueError(f"{name!r} and {paths[video]} share the file stem {video!r}, which must be unique "
-                         "(it is the video id)")
+        raise ValueError(
+            f"{name!r} and {paths[video]} share the file stem {video!r}, which must be unique (it is the video id)"
+        )
     return video, file
 
 
-def _record(row: dict[str, str | None], query: str, target: str, query_duration: float,
-            target_duration: float, split: str) -> PairRecord:
+def _record(
+    row: dict[str, str | None], query: str, target: str, query_duration: float, target_duration: float, split: str
+) -> PairRecord:
     if not target_duration > 0:
         raise ValueError(f"target {target!r} has duration {target_duration:g} s")
     query_window = _optional_window(row, "query_start", "query_end")
@@ -112,9 +119,16 @@ def _record(row: dict[str, str | None], query: str, target: str, query_duration:
     gt = _optional_window(row, "gt_start", "gt_end")
     windows = () if gt is None else (clip_to_duration(gt, target_duration, "ground truth"),)
     clip = "" if query_window is None else f"[{query_window[0]:g},{query_window[1]:g}]"
-    return PairRecord(pair_id=f"{query}{clip}->{target}", query_video=query, target_video=target,
-                      duration=target_duration, windows=windows, action_class=None, split=split,
-                      query_window=query_window)
+    return PairRecord(
+        pair_id=f"{query}{clip}->{target}",
+        query_video=query,
+        target_video=target,
+        duration=target_duration,
+        windows=windows,
+        action_class=None,
+        split=split,
+        query_window=query_window,
+    )
 
 
 def _optional_window(row: dict[str, str | None], start_key: str, end_key: str) -> tuple[float, float] | None:

@@ -65,8 +65,9 @@ class PretrainConfig:
             raise ValueError(f"PretrainConfig.max_clip_fraction must be in (0, 1], got {self.max_clip_fraction}")
         unknown = [name for name in self.augmentations if name not in AUGMENTATIONS]
         if unknown or not self.augmentations:
-            raise ValueError(f"PretrainConfig.augmentations must be a non-empty subset of {AUGMENTATIONS}, "
-                             f"got {self.augmentations}")
+            raise ValueError(
+                f"PretrainConfig.augmentations must be a non-empty subset of {AUGMENTATIONS}, got {self.augmentations}"
+            )
         if not self.noise_sigma >= 0:
             raise ValueError(f"PretrainConfig.noise_sigma must be >= 0, got {self.noise_sigma}")
         if not 0 < self.slow_factor < 1:
@@ -85,8 +86,9 @@ class PretrainSample:
     augmentation: str | None  # None for the original copy
 
 
-def sample_clip(num_frames: int, clip_length: float, config: PretrainConfig,
-                rng: np.random.Generator) -> tuple[int, int]:
+def sample_clip(
+    num_frames: int, clip_length: float, config: PretrainConfig, rng: np.random.Generator
+) -> tuple[int, int]:
     """Frames ``[first, stop)`` of a random query clip of a video of ``num_frames`` frames."""
     if num_frames < 1:
         raise ValueError("cannot sample a clip from a video with no frames")
@@ -113,8 +115,15 @@ def augment(query: np.ndarray, name: str, config: PretrainConfig, rng: np.random
 class PretrainingDataset(Dataset):
     """Pre-training items over ``video_ids`` whose features ``source`` holds (module docstring)."""
 
-    def __init__(self, video_ids: Sequence[str], source: FeatureSource, config: PretrainConfig | None = None, *,
-                 max_query_frames: int | None = None, max_target_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        video_ids: Sequence[str],
+        source: FeatureSource,
+        config: PretrainConfig | None = None,
+        *,
+        max_query_frames: int | None = None,
+        max_target_frames: int | None = None,
+    ) -> None:
         if len(set(video_ids)) != len(video_ids):
             raise ValueError("video_ids must be unique (pair ids are built from them)")
         check_frame_limits(max_query_frames, max_target_frames)
@@ -157,7 +166,7 @@ class PretrainingDataset(Dataset):
         sample = self._sample(index, len(features))
         video = index // self.copies
         c = float(self.source.clip_length)
-        query = np.asarray(features[sample.first:sample.stop], dtype=np.float32)
+        query = np.asarray(features[sample.first : sample.stop], dtype=np.float32)
         pair_id = f"pretrain/{sample.video_id}"
         if sample.augmentation is not None:
             noise_rng = np.random.default_rng([self.config.seed, self.epoch, video, 1])
@@ -168,6 +177,7 @@ class PretrainingDataset(Dataset):
         num_frames = len(features)
         window = (sample.first * c, sample.stop * c)
         crop_rng = np.random.default_rng([self.config.seed, self.epoch, video, 2])
-        first, stop, window, duration = crop_target(num_frames, window, num_frames * c, c,
-                                                    self.max_target_frames, crop_rng)
+        first, stop, window, duration = crop_target(
+            num_frames, window, num_frames * c, c, self.max_target_frames, crop_rng
+        )
         return make_item(pair_id, query, features[first:stop], window, duration, first * c, c)

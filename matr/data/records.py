@@ -67,8 +67,9 @@ def clip_to_duration(window: Sequence[float], duration: float, what: str = "wind
     if start < 0:
         raise ValueError(f"{what} start {start:g} is negative")
     if end > duration + WINDOW_TOLERANCE_S:
-        raise ValueError(f"{what} end {end:g} s is beyond the duration {duration:g} s "
-                         f"(tolerance {WINDOW_TOLERANCE_S:g} s)")
+        raise ValueError(
+            f"{what} end {end:g} s is beyond the duration {duration:g} s (tolerance {WINDOW_TOLERANCE_S:g} s)"
+        )
     return min(start, duration), min(end, duration)
 
 
@@ -122,14 +123,12 @@ class PairRecord:
         if self.target_window is not None:
             length = self.target_window[1] - self.target_window[0]
             if abs(length - self.duration) > _EPS:
-                raise ValueError(f"duration {self.duration:g} s differs from the target_window's "
-                                 f"length {length:g} s")
+                raise ValueError(f"duration {self.duration:g} s differs from the target_window's length {length:g} s")
         for start, end in self.windows:
             if not end >= start:
                 raise ValueError(f"window end {end:g} is before its start {start:g}")
             if start < 0 or end > self.duration + _EPS:
-                raise ValueError(f"window [{start:g}, {end:g}] lies outside the target clip "
-                                 f"[0, {self.duration:g}]")
+                raise ValueError(f"window [{start:g}, {end:g}] lies outside the target clip [0, {self.duration:g}]")
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-able dict (tuples become lists)."""
@@ -193,8 +192,11 @@ def load_pairs(path: str | Path) -> list[PairRecord]:
             except (ValueError, TypeError) as error:
                 raise located(path, f"line {number}", str(error)) from error
             if record.pair_id in first_line:
-                raise located(path, f"line {number}", f"pair_id {record.pair_id!r} already used on "
-                                                      f"line {first_line[record.pair_id]}")
+                raise located(
+                    path,
+                    f"line {number}",
+                    f"pair_id {record.pair_id!r} already used on line {first_line[record.pair_id]}",
+                )
             first_line[record.pair_id] = number
             records.append(record)
     return records

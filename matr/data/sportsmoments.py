@@ -42,8 +42,14 @@ from matr.data.records import PairRecord, clip_to_duration, located
 
 logger = logging.getLogger(__name__)
 
-CSV_FIELDS: tuple[str, ...] = ("query_id", "reference_id", "reference_segment_start",
-                               "reference_segment_end", "action_class", "reference_duration")
+CSV_FIELDS: tuple[str, ...] = (
+    "query_id",
+    "reference_id",
+    "reference_segment_start",
+    "reference_segment_end",
+    "action_class",
+    "reference_duration",
+)
 JSONL_REQUIRED: tuple[str, ...] = ("qid", "vid", "duration", "relevant_windows")
 JSONL_OPTIONAL: tuple[str, ...] = ("query", "relevant_clip_ids", "saliency_scores", "action_class", "split")
 CLASS_MAPPING_FILE = "id_class_mapping.json"
@@ -64,9 +70,12 @@ def load_class_names(path: str | Path) -> dict[int, str]:
         raise located(path, "top level", f"class ids must be integers: {error}") from error
 
 
-def read_sportsmoments_csv(path: str | Path, split: str | None = None,
-                           class_names: Mapping[int, str] | None = None,
-                           known_videos: Collection[str] | None = None) -> list[PairRecord]:
+def read_sportsmoments_csv(
+    path: str | Path,
+    split: str | None = None,
+    class_names: Mapping[int, str] | None = None,
+    known_videos: Collection[str] | None = None,
+) -> list[PairRecord]:
     """Records of a SportsMoments CSV file (see the module docstring for the rules)."""
     names = _class_names(path, class_names)
     split = split or Path(path).stem
@@ -79,9 +88,12 @@ def read_sportsmoments_csv(path: str | Path, split: str | None = None,
         return _collect(path, rows, lambda row: _csv_record(row, split, names, known_videos))
 
 
-def read_sportsmoments_jsonl(path: str | Path, split: str | None = None,
-                             class_names: Mapping[int, str] | None = None,
-                             known_videos: Collection[str] | None = None) -> list[PairRecord]:
+def read_sportsmoments_jsonl(
+    path: str | Path,
+    split: str | None = None,
+    class_names: Mapping[int, str] | None = None,
+    known_videos: Collection[str] | None = None,
+) -> list[PairRecord]:
     """Records of a SportsMoments JSON-lines file (see the module docstring for the rules)."""
     names = _class_names(path, class_names)
     split = split or Path(path).stem
@@ -89,8 +101,7 @@ def read_sportsmoments_jsonl(path: str | Path, split: str | None = None,
         return _collect(path, _json_lines(path, handle), lambda row: _jsonl_record(row, split, names, known_videos))
 
 
-def _collect(path: str | Path, rows: Iterator[tuple[int, Any]],
-             build: Callable[[Any], PairRecord]) -> list[PairRecord]:
+def _collect(path: str | Path, rows: Iterator[tuple[int, Any]], build: Callable[[Any], PairRecord]) -> list[PairRecord]:
     kept: dict[str, Row] = {}
     dropped: list[int] = []
     for line, row in rows:
@@ -101,14 +112,20 @@ def _collect(path: str | Path, rows: Iterator[tuple[int, Any]],
         if record.pair_id in kept:
             first_line, first = kept[record.pair_id]
             if first != record:
-                raise located(path, f"line {line}", f"pair {record.pair_id!r} repeats line {first_line} "
-                                                    "with different values")
+                raise located(
+                    path, f"line {line}", f"pair {record.pair_id!r} repeats line {first_line} with different values"
+                )
             dropped.append(line)
             continue
         kept[record.pair_id] = (line, record)
     if dropped:
-        logger.warning("%s: dropped %d rows repeating an earlier row exactly (lines %s%s)", path,
-                       len(dropped), ", ".join(map(str, dropped[:5])), ", ..." if len(dropped) > 5 else "")
+        logger.warning(
+            "%s: dropped %d rows repeating an earlier row exactly (lines %s%s)",
+            path,
+            len(dropped),
+            ", ".join(map(str, dropped[:5])),
+            ", ..." if len(dropped) > 5 else "",
+        )
     return [record for _, record in kept.values()]
 
 
@@ -122,20 +139,22 @@ def _json_lines(path: str | Path, handle: Any) -> Iterator[tuple[int, Any]]:
             raise located(path, f"line {number}", f"invalid JSON: {error.msg}") from error
 
 
-def _csv_record(row: dict[str, str], split: str, names: Mapping[int, str] | None,
-                known: Collection[str] | None) -> PairRecord:
+def _csv_record(
+    row: dict[str, str], split: str, names: Mapping[int, str] | None, known: Collection[str] | None
+) -> PairRecord:
     query, target = _video_id(row["query_id"], known), _video_id(row["reference_id"], known)
     class_id = _integer(row["action_class"], "action_class")
     for video in (query, target):
         _check_class_in_id(video, class_id)
     duration = _number(row["reference_duration"], "reference_duration")
-    window = (_number(row["reference_segment_start"], "reference_segment_start"),
-              _number(row["reference_segment_end"], "reference_segment_end"))
+    window = (
+        _number(row["reference_segment_start"], "reference_segment_start"),
+        _number(row["reference_segment_end"], "reference_segment_end"),
+    )
     return _record(query, target, duration, [window], _class_label(class_id, names), split)
 
 
-def _jsonl_record(row: Any, split: str, names: Mapping[int, str] | None,
-                  known: Collection[str] | None) -> PairRecord:
+def _jsonl_record(row: Any, split: str, names: Mapping[int, str] | None, known: Collection[str] | None) -> PairRecord:
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
     missing = [key for key in JSONL_REQUIRED if key not in row]
@@ -149,12 +168,12 @@ def _jsonl_record(row: Any, split: str, names: Mapping[int, str] | None,
     if not isinstance(windows, list) or not windows:
         raise ValueError(f"relevant_windows must be a non-empty list of [start, end], got {windows!r}")
     action_class = row["action_class"] if "action_class" in row else _class_from_id(query, names)
-    return _record(query, target, _number(row["duration"], "duration"), windows, action_class,
-                   str(row.get("split", split)))
+    return _record(
+        query, target, _number(row["duration"], "duration"), windows, action_class, str(row.get("split", split))
+    )
 
 
-def _record(query: str, target: str, duration: float, windows: list[Any], action_class: Any,
-            split: str) -> PairRecord:
+def _record(query: str, target: str, duration: float, windows: list[Any], action_class: Any, split: str) -> PairRecord:
     if not duration > 0:
         raise ValueError(f"duration must be > 0 s, got {duration:g}")
     clipped = []
@@ -162,8 +181,15 @@ def _record(query: str, target: str, duration: float, windows: list[Any], action
         if not isinstance(window, (list, tuple)) or len(window) != 2:
             raise ValueError(f"a window must be [start, end], got {window!r}")
         clipped.append(clip_to_duration([_number(v, "window time") for v in window], duration))
-    return PairRecord(pair_id=f"{query}->{target}", query_video=query, target_video=target,
-                      duration=duration, windows=tuple(clipped), action_class=action_class, split=split)
+    return PairRecord(
+        pair_id=f"{query}->{target}",
+        query_video=query,
+        target_video=target,
+        duration=duration,
+        windows=tuple(clipped),
+        action_class=action_class,
+        split=split,
+    )
 
 
 def _class_names(path: str | Path, class_names: Mapping[int, str] | None) -> Mapping[int, str] | None:
@@ -219,4 +245,3 @@ def _integer(value: str, name: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
-

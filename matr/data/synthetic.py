@@ -36,9 +36,23 @@ from tqdm import tqdm
 
 from matr.io import atomic_open, write_json, write_jsonl
 
-__all__ = ["ACTION_CLASSES", "CLASS_SPLIT", "PROFILES", "SPLITS", "ActionClass", "Pose", "SyntheticProfile",
-           "Performance", "VideoSpec", "DatasetPlan", "RenderSummary", "plan_dataset", "render_frames", "write_mp4",
-           "render_dataset"]
+__all__ = [
+    "ACTION_CLASSES",
+    "CLASS_SPLIT",
+    "PROFILES",
+    "SPLITS",
+    "ActionClass",
+    "Pose",
+    "SyntheticProfile",
+    "Performance",
+    "VideoSpec",
+    "DatasetPlan",
+    "RenderSummary",
+    "plan_dataset",
+    "render_frames",
+    "write_mp4",
+    "render_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +61,12 @@ SPLITS = ("train", "val", "test")
 SHAPES = ("circle", "square", "triangle", "bar")
 RGB = tuple[float, float, float]
 
-_SIZE = (0.08, 0.14)       # shape "radius", fraction of the frame side
-_EXTENT = (0.25, 0.45)     # length of an action's path, fraction of the frame side
-_DRIFT = 0.06              # amplitude of each slow drift wave, fraction of the frame side
-_REACH = 1.3               # farthest shape pixel from its centre, in radii (triangle corners)
+_SIZE = (0.08, 0.14)  # shape "radius", fraction of the frame side
+_EXTENT = (0.25, 0.45)  # length of an action's path, fraction of the frame side
+_DRIFT = 0.06  # amplitude of each slow drift wave, fraction of the frame side
+_REACH = 1.3  # farthest shape pixel from its centre, in radii (triangle corners)
 _TRAIL = (0.1, 0.2, 0.3, 0.45)  # opacities of the ghosts of a shape's last 4 poses, oldest first
-_DECOY_GAP_S = 2.0         # least time between a target's moment and a decoy, or two decoys: one feature clip
+_DECOY_GAP_S = 2.0  # least time between a target's moment and a decoy, or two decoys: one feature clip
 
 
 class Pose(NamedTuple):
@@ -75,8 +89,14 @@ class Pose(NamedTuple):
 def _pose(phase: np.ndarray, **fields: np.ndarray) -> Pose:
     """A rest pose over ``phase`` with the given fields replaced."""
     zeros, ones = np.zeros(phase.shape), np.ones(phase.shape)
-    rest = {"x": zeros, "y": zeros, "scale": ones, "angle": zeros, "aspect": ones,
-            "visible": np.ones(phase.shape, dtype=bool)}
+    rest = {
+        "x": zeros,
+        "y": zeros,
+        "scale": ones,
+        "angle": zeros,
+        "aspect": ones,
+        "visible": np.ones(phase.shape, dtype=bool),
+    }
     return Pose(**(rest | fields))
 
 
@@ -86,6 +106,7 @@ def _triangle_wave(phase: np.ndarray) -> np.ndarray:
 
 
 # Motion patterns. ``phase`` is time in cycles; every pattern is at rest at whole cycles.
+
 
 def bounce(phase: np.ndarray) -> Pose:
     """Hops straight up and falls back to the floor, like a ball."""
@@ -165,27 +186,34 @@ class ActionClass:
     shapes: tuple[str, ...] = SHAPES
 
 
-ACTION_CLASSES: Mapping[str, ActionClass] = MappingProxyType({c.name: c for c in (
-    ActionClass("bounce", bounce, (0.8, 2.0)),
-    ActionClass("orbit", orbit, (1.5, 3.0)),
-    ActionClass("zigzag", zigzag, (2.0, 4.0)),
-    ActionClass("grow_shrink", grow_shrink, (0.8, 2.0)),
-    ActionClass("spin", spin, (0.8, 2.0), shapes=("square", "triangle", "bar")),
-    ActionClass("slide", slide, (1.0, 2.5)),
-    ActionClass("blink", blink, (0.5, 1.2)),
-    ActionClass("figure_eight", figure_eight, (2.0, 4.0)),
-    ActionClass("stretch", stretch, (0.8, 2.0)),
-    ActionClass("spiral", spiral, (3.0, 6.0)),
-    ActionClass("pendulum", pendulum, (1.2, 2.5)),
-    ActionClass("square_path", square_path, (2.0, 4.0)),
-)})
+ACTION_CLASSES: Mapping[str, ActionClass] = MappingProxyType(
+    {
+        c.name: c
+        for c in (
+            ActionClass("bounce", bounce, (0.8, 2.0)),
+            ActionClass("orbit", orbit, (1.5, 3.0)),
+            ActionClass("zigzag", zigzag, (2.0, 4.0)),
+            ActionClass("grow_shrink", grow_shrink, (0.8, 2.0)),
+            ActionClass("spin", spin, (0.8, 2.0), shapes=("square", "triangle", "bar")),
+            ActionClass("slide", slide, (1.0, 2.5)),
+            ActionClass("blink", blink, (0.5, 1.2)),
+            ActionClass("figure_eight", figure_eight, (2.0, 4.0)),
+            ActionClass("stretch", stretch, (0.8, 2.0)),
+            ActionClass("spiral", spiral, (3.0, 6.0)),
+            ActionClass("pendulum", pendulum, (1.2, 2.5)),
+            ActionClass("square_path", square_path, (2.0, 4.0)),
+        )
+    }
+)
 
 # Class-disjoint split; a profile takes the first k classes of each split.
-CLASS_SPLIT: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "train": ("bounce", "orbit", "zigzag", "grow_shrink", "spin", "slide"),
-    "val": ("blink", "figure_eight", "stretch"),
-    "test": ("spiral", "pendulum", "square_path"),
-})
+CLASS_SPLIT: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "train": ("bounce", "orbit", "zigzag", "grow_shrink", "spin", "slide"),
+        "val": ("blink", "figure_eight", "stretch"),
+        "test": ("spiral", "pendulum", "square_path"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -213,22 +241,28 @@ class SyntheticProfile:
     def __post_init__(self) -> None:
         for split, count in zip(SPLITS, self.classes_per_split, strict=True):
             if not 1 <= count <= len(CLASS_SPLIT[split]):
-                raise ValueError(f"profile {self.name!r}: classes_per_split for {split} is {count}, "
-                                 f"expected 1..{len(CLASS_SPLIT[split])}")
+                raise ValueError(
+                    f"profile {self.name!r}: classes_per_split for {split} is {count}, "
+                    f"expected 1..{len(CLASS_SPLIT[split])}"
+                )
         for field in ("target_seconds", "moment_seconds", "query_seconds", "distractors", "decoys"):
             low, high = getattr(self, field)
             if not 0 <= low <= high:
                 raise ValueError(f"profile {self.name!r}: {field} = {(low, high)} is not a range 0 <= low <= high")
         if self.decoys[1] > 0 and min(self.classes_per_split) < 2:
-            raise ValueError(f"profile {self.name!r}: decoys {self.decoys} need another class in every split, "
-                             f"but classes_per_split is {self.classes_per_split}; expected >= 2 each")
+            raise ValueError(
+                f"profile {self.name!r}: decoys {self.decoys} need another class in every split, "
+                f"but classes_per_split is {self.classes_per_split}; expected >= 2 each"
+            )
         if min(self.targets_per_class) < 1 or self.queries_per_target < 1 or self.fps < 1:
             raise ValueError(f"profile {self.name!r}: targets_per_class, queries_per_target and fps must be >= 1")
         if self.moment_seconds[0] * self.fps < 1 or self.query_seconds[0] * self.fps < 1:
             raise ValueError(f"profile {self.name!r}: moments and queries must last at least one frame")
         if self.moment_seconds[1] > self.target_seconds[0]:
-            raise ValueError(f"profile {self.name!r}: moment_seconds {self.moment_seconds} must fit in the "
-                             f"shortest target ({self.target_seconds[0]} s)")
+            raise ValueError(
+                f"profile {self.name!r}: moment_seconds {self.moment_seconds} must fit in the "
+                f"shortest target ({self.target_seconds[0]} s)"
+            )
         if self.size < 32 or self.size % 2:
             raise ValueError(f"profile {self.name!r}: size {self.size} must be even and >= 32 (yuv420p)")
 
@@ -238,14 +272,34 @@ class SyntheticProfile:
         return self.classes_per_split[index] * self.targets_per_class[index] * self.queries_per_target
 
 
-PROFILES: Mapping[str, SyntheticProfile] = MappingProxyType({p.name: p for p in (
-    SyntheticProfile("tiny", classes_per_split=(3, 2, 2), targets_per_class=(4, 2, 2), queries_per_target=2,
-                     target_seconds=(20, 28), moment_seconds=(4.0, 10.0), query_seconds=(3.0, 6.0),
-                     distractors=(0, 2)),
-    SyntheticProfile("demo", classes_per_split=(6, 3, 3), targets_per_class=(25, 10, 10), queries_per_target=2,
-                     target_seconds=(30, 60), moment_seconds=(4.0, 15.0), query_seconds=(4.0, 10.0),
-                     distractors=(0, 3), decoys=(1, 2)),
-)})
+PROFILES: Mapping[str, SyntheticProfile] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            SyntheticProfile(
+                "tiny",
+                classes_per_split=(3, 2, 2),
+                targets_per_class=(4, 2, 2),
+                queries_per_target=2,
+                target_seconds=(20, 28),
+                moment_seconds=(4.0, 10.0),
+                query_seconds=(3.0, 6.0),
+                distractors=(0, 2),
+            ),
+            SyntheticProfile(
+                "demo",
+                classes_per_split=(6, 3, 3),
+                targets_per_class=(25, 10, 10),
+                queries_per_target=2,
+                target_seconds=(30, 60),
+                moment_seconds=(4.0, 15.0),
+                query_seconds=(4.0, 10.0),
+                distractors=(0, 3),
+                decoys=(1, 2),
+            ),
+        )
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -359,12 +413,22 @@ def _sample_look(rng: np.random.Generator, shapes: tuple[str, ...], avoid_hue: f
 
 def _sample_background(rng: np.random.Generator, avoid_hue: float | None = None) -> Background:
     hue = rng.uniform() if avoid_hue is None else (avoid_hue + rng.uniform(0.2, 0.8)) % 1
-    colours = (colorsys.hsv_to_rgb(hue, rng.uniform(0.2, 0.6), rng.uniform(0.15, 0.4)),
-               colorsys.hsv_to_rgb((hue + rng.uniform(-0.15, 0.15)) % 1, rng.uniform(0.2, 0.6), rng.uniform(0.3, 0.55)))
-    waves = tuple((float(k * np.cos(a)), float(k * np.sin(a)), float(p), float(v)) for k, a, p, v in zip(
-        rng.uniform(1, 3, 3), rng.uniform(0, 2 * np.pi, 3), rng.uniform(0, 2 * np.pi, 3), rng.uniform(-0.02, 0.02, 3)))
-    return Background(str(rng.choice(("solid", "gradient", "texture"))), float(hue), colours,
-                      float(rng.uniform(0, 2 * np.pi)), waves)
+    colours = (
+        colorsys.hsv_to_rgb(hue, rng.uniform(0.2, 0.6), rng.uniform(0.15, 0.4)),
+        colorsys.hsv_to_rgb((hue + rng.uniform(-0.15, 0.15)) % 1, rng.uniform(0.2, 0.6), rng.uniform(0.3, 0.55)),
+    )
+    waves = tuple(
+        (float(k * np.cos(a)), float(k * np.sin(a)), float(p), float(v))
+        for k, a, p, v in zip(
+            rng.uniform(1, 3, 3),
+            rng.uniform(0, 2 * np.pi, 3),
+            rng.uniform(0, 2 * np.pi, 3),
+            rng.uniform(-0.02, 0.02, 3),
+        )
+    )
+    return Background(
+        str(rng.choice(("solid", "gradient", "texture"))), float(hue), colours, float(rng.uniform(0, 2 * np.pi)), waves
+    )
 
 
 def _sample_cycles(rng: np.random.Generator, action: str, action_frames: tuple[int, int], fps: int) -> int:
@@ -372,18 +436,39 @@ def _sample_cycles(rng: np.random.Generator, action: str, action_frames: tuple[i
     return max(1, round((action_frames[1] - action_frames[0]) / fps / rng.uniform(*ACTION_CLASSES[action].period)))
 
 
-def _sample_video(rng: np.random.Generator, video_id: str, action: str, num_frames: int,
-                  action_frames: tuple[int, int], profile: SyntheticProfile, avoid: VideoSpec | None,
-                  decoys: tuple[Performance, ...] = ()) -> VideoSpec:
+def _sample_video(
+    rng: np.random.Generator,
+    video_id: str,
+    action: str,
+    num_frames: int,
+    action_frames: tuple[int, int],
+    profile: SyntheticProfile,
+    avoid: VideoSpec | None,
+    decoys: tuple[Performance, ...] = (),
+) -> VideoSpec:
     """Draws an instance of ``action``; with ``avoid``, its background and actor hues differ from those."""
     cycles = _sample_cycles(rng, action, action_frames, profile.fps)
     background = _sample_background(rng, None if avoid is None else avoid.background.hue)
     actor = _sample_look(rng, ACTION_CLASSES[action].shapes, None if avoid is None else avoid.actor.hsv[0])
-    distractors = tuple(_sample_look(rng, SHAPES) for _ in range(rng.integers(profile.distractors[0],
-                                                                               profile.distractors[1] + 1)))
-    return VideoSpec(video_id, num_frames, profile.fps, profile.size, background, actor, action, action_frames,
-                     cycles, float(rng.uniform(*_EXTENT)), bool(rng.integers(2)), distractors,
-                     int(rng.integers(2**63)), decoys)
+    distractors = tuple(
+        _sample_look(rng, SHAPES) for _ in range(rng.integers(profile.distractors[0], profile.distractors[1] + 1))
+    )
+    return VideoSpec(
+        video_id,
+        num_frames,
+        profile.fps,
+        profile.size,
+        background,
+        actor,
+        action,
+        action_frames,
+        cycles,
+        float(rng.uniform(*_EXTENT)),
+        bool(rng.integers(2)),
+        distractors,
+        int(rng.integers(2**63)),
+        decoys,
+    )
 
 
 def _place(rng: np.random.Generator, free: list[tuple[int, int]], length: int, gap: int) -> int | None:
@@ -397,14 +482,19 @@ def _place(rng: np.random.Generator, free: list[tuple[int, int]], length: int, g
     for index, first, last in fits:
         if pick <= last - first:
             a, b = free[index]
-            free[index:index + 1] = [(a, first + pick - gap), (first + pick + length + gap, b)]
+            free[index : index + 1] = [(a, first + pick - gap), (first + pick + length + gap, b)]
             return first + pick
         pick -= last - first + 1
     raise AssertionError("unreachable: pick is below the number of places")
 
 
-def _sample_decoys(rng: np.random.Generator, classes: tuple[str, ...], num_frames: int,
-                   moment: tuple[int, int], profile: SyntheticProfile) -> tuple[Performance, ...]:
+def _sample_decoys(
+    rng: np.random.Generator,
+    classes: tuple[str, ...],
+    num_frames: int,
+    moment: tuple[int, int],
+    profile: SyntheticProfile,
+) -> tuple[Performance, ...]:
     """Decoys of a target with ``moment`` (frames): a number drawn from ``profile.decoys`` of actions of
     ``classes`` (distinct while there are enough), each as long as a moment could be and placed
     uniformly where it fits, :data:`_DECOY_GAP_S` away from the moment and the decoys placed before
@@ -423,8 +513,9 @@ def _sample_decoys(rng: np.random.Generator, classes: tuple[str, ...], num_frame
         frames = (start, start + length)
         cycles = _sample_cycles(rng, str(action), frames, profile.fps)
         look = _sample_look(rng, ACTION_CLASSES[str(action)].shapes)
-        decoys.append(Performance(look, str(action), frames, cycles, float(rng.uniform(*_EXTENT)),
-                                  bool(rng.integers(2))))
+        decoys.append(
+            Performance(look, str(action), frames, cycles, float(rng.uniform(*_EXTENT)), bool(rng.integers(2)))
+        )
     return tuple(sorted(decoys, key=lambda decoy: decoy.action_frames))
 
 
@@ -446,7 +537,7 @@ def plan_dataset(profile: SyntheticProfile, seed: int) -> DatasetPlan:
     decoys: dict[str, tuple[dict, ...]] = {}
     for split_index, split in enumerate(SPLITS):
         records, decoy_records = [], []
-        classes = CLASS_SPLIT[split][:profile.classes_per_split[split_index]]
+        classes = CLASS_SPLIT[split][: profile.classes_per_split[split_index]]
         for class_index, action in enumerate(classes):
             others = tuple(name for name in classes if name != action)
             for index in range(profile.targets_per_class[split_index]):
@@ -455,10 +546,16 @@ def plan_dataset(profile: SyntheticProfile, seed: int) -> DatasetPlan:
                 num_frames = int(rng.integers(profile.target_seconds[0], profile.target_seconds[1] + 1)) * profile.fps
                 moment = _seconds_to_frames(rng, profile.moment_seconds, profile.fps)
                 start = int(rng.integers(0, num_frames - moment + 1))
-                target_decoys = _sample_decoys(np.random.default_rng([seed, split_index, class_index, index, 1]),
-                                               others, num_frames, (start, start + moment), profile)
-                target = _sample_video(rng, target_id, action, num_frames, (start, start + moment), profile, None,
-                                       target_decoys)
+                target_decoys = _sample_decoys(
+                    np.random.default_rng([seed, split_index, class_index, index, 1]),
+                    others,
+                    num_frames,
+                    (start, start + moment),
+                    profile,
+                )
+                target = _sample_video(
+                    rng, target_id, action, num_frames, (start, start + moment), profile, None, target_decoys
+                )
                 videos.append(target)
                 decoy_records.append(_decoy_record(split, target))
                 for j in range(profile.queries_per_target):
@@ -472,18 +569,29 @@ def plan_dataset(profile: SyntheticProfile, seed: int) -> DatasetPlan:
 
 def _record(split: str, target: VideoSpec, query: VideoSpec) -> dict:
     """One pair in the SportsMoments JSON-lines form (times in seconds)."""
-    return {"qid": query.video_id, "vid": target.video_id, "duration": target.duration,
-            "relevant_windows": [list(target.window)], "action_class": target.action, "split": split}
+    return {
+        "qid": query.video_id,
+        "vid": target.video_id,
+        "duration": target.duration,
+        "relevant_windows": [list(target.window)],
+        "action_class": target.action,
+        "split": split,
+    }
 
 
 def _decoy_record(split: str, target: VideoSpec) -> dict:
     """The decoys of one target (times in seconds), for ``decoys/{split}.jsonl``."""
-    return {"vid": target.video_id, "action_class": target.action,
-            "decoy_windows": [list(window) for window in target.decoy_windows],
-            "decoy_classes": [decoy.action for decoy in target.decoys], "split": split}
+    return {
+        "vid": target.video_id,
+        "action_class": target.action,
+        "decoy_windows": [list(window) for window in target.decoy_windows],
+        "decoy_classes": [decoy.action for decoy in target.decoys],
+        "split": split,
+    }
 
 
 # Rendering.
+
 
 def _fold(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """Reflects ``values`` into ``[low, high]`` as a ball between two walls (identity inside)."""
@@ -516,8 +624,10 @@ def _performance_track(act: Performance, spec: VideoSpec, rng: np.random.Generat
     for offsets in (dx, dy):
         low, high = reach - offsets.min(), 1 - reach - offsets.max()
         if low > high:
-            raise ValueError(f"{spec.video_id}: action {act.action!r} with extent {act.extent:.2f} and size "
-                             f"{act.look.size:.2f} does not fit in the frame")
+            raise ValueError(
+                f"{spec.video_id}: action {act.action!r} with extent {act.extent:.2f} and size "
+                f"{act.look.size:.2f} does not fit in the frame"
+            )
         anchor.append(rng.uniform(low, high))
     rest = np.array([anchor[0], anchor[1], rng.uniform(0, 2 * np.pi)])
     before = _wandering_track(rng, (np.arange(k0) - k0) / spec.fps, rest, act.look.size * _REACH)
@@ -532,9 +642,11 @@ def _background_frames(background: Background, size: int) -> Callable[[float], n
     x, y = grid[None, :], grid[:, None]
     low, high = np.asarray(background.colours[0]), np.asarray(background.colours[1])
     if background.kind == "texture":
+
         def frame(t: float) -> np.ndarray:
             field = sum(np.cos(2 * np.pi * (kx * x + ky * y - v * t) + p) for kx, ky, p, v in background.waves)
             return low + (0.5 + field[..., None] / 6) * (high - low)
+
         return frame
     if background.kind == "gradient":
         ramp = np.clip(0.5 + np.cos(background.direction) * (x - 0.5) + np.sin(background.direction) * (y - 0.5), 0, 1)
@@ -583,10 +695,13 @@ def _moved(pose: Pose, before: int, now: int, size: int) -> bool:
     """Whether the shape's pose at frame ``before`` differs visibly from the one at ``now``."""
     if before < 0:
         return False
-    return bool(size * np.hypot(pose.x[now] - pose.x[before], pose.y[now] - pose.y[before]) > 0.5
-                or abs(pose.angle[now] - pose.angle[before]) > 0.02 or pose.visible[now] != pose.visible[before]
-                or abs(pose.scale[now] / pose.scale[before] - 1) > 0.02
-                or abs(pose.aspect[now] / pose.aspect[before] - 1) > 0.02)
+    return bool(
+        size * np.hypot(pose.x[now] - pose.x[before], pose.y[now] - pose.y[before]) > 0.5
+        or abs(pose.angle[now] - pose.angle[before]) > 0.02
+        or pose.visible[now] != pose.visible[before]
+        or abs(pose.scale[now] / pose.scale[before] - 1) > 0.02
+        or abs(pose.aspect[now] / pose.aspect[before] - 1) > 0.02
+    )
 
 
 def render_frames(spec: VideoSpec) -> np.ndarray:
@@ -600,10 +715,19 @@ def render_frames(spec: VideoSpec) -> np.ndarray:
     rng = np.random.default_rng(spec.seed)
     actor = _performance_track(spec.performance, spec, rng)
     tau = np.arange(spec.num_frames) / spec.fps
-    tracks = [(look, _wandering_track(rng, tau, np.array([*rng.uniform(0.15, 0.85, 2), rng.uniform(0, 2 * np.pi)]),
-                                      look.size * _REACH)) for look in spec.distractors]
-    tracks += [(decoy.look, _performance_track(decoy, spec, np.random.default_rng([spec.seed, i])))
-               for i, decoy in enumerate(spec.decoys, start=1)]
+    tracks = [
+        (
+            look,
+            _wandering_track(
+                rng, tau, np.array([*rng.uniform(0.15, 0.85, 2), rng.uniform(0, 2 * np.pi)]), look.size * _REACH
+            ),
+        )
+        for look in spec.distractors
+    ]
+    tracks += [
+        (decoy.look, _performance_track(decoy, spec, np.random.default_rng([spec.seed, i])))
+        for i, decoy in enumerate(spec.decoys, start=1)
+    ]
     tracks.append((spec.actor, actor))
     background = _background_frames(spec.background, spec.size)
     frames = np.empty((spec.num_frames, spec.size, spec.size, 3), dtype=np.uint8)
@@ -647,20 +771,26 @@ def _profile_identity(profile: SyntheticProfile) -> dict:
 
 def _claim_root(root: Path, profile: SyntheticProfile, seed: int) -> None:
     """Writes ``manifest.json``, or checks that an existing one describes the same dataset."""
-    identity = json.loads(json.dumps({"generator": __name__, "version": GENERATOR_VERSION, "seed": seed,
-                                      "profile": _profile_identity(profile)}))
+    identity = json.loads(
+        json.dumps(
+            {"generator": __name__, "version": GENERATOR_VERSION, "seed": seed, "profile": _profile_identity(profile)}
+        )
+    )
     manifest = root / "manifest.json"
     if manifest.exists():
         found = json.loads(manifest.read_text(encoding="utf-8"))
         if {key: found.get(key) for key in identity} != identity:
-            raise ValueError(f"{manifest} describes another dataset (generator, version, seed or profile differ "
-                             f"from {identity}); render into an empty folder")
+            raise ValueError(
+                f"{manifest} describes another dataset (generator, version, seed or profile differ "
+                f"from {identity}); render into an empty folder"
+            )
         return
     write_json(manifest, identity | {"codec": _codec()})
 
 
-def render_dataset(root: str | Path, profile: str | SyntheticProfile = "tiny", seed: int = 0,
-                   progress: bool = True) -> RenderSummary:
+def render_dataset(
+    root: str | Path, profile: str | SyntheticProfile = "tiny", seed: int = 0, progress: bool = True
+) -> RenderSummary:
     """Renders the synthetic dataset of ``profile`` under ``root``; resumable.
 
     Videos already present are skipped (each is written to a temporary name and moved into place
@@ -696,7 +826,19 @@ def render_dataset(root: str | Path, profile: str | SyntheticProfile = "tiny", s
     for split, records in plan.annotations.items():
         annotations[split] = root / "annotations" / f"{split}.jsonl"
         write_jsonl(annotations[split], records)
-    logger.info("synthetic %s (seed %d) in %s: %d videos rendered, %d already there", profile.name, seed, root,
-                rendered, skipped)
-    return RenderSummary(root, MappingProxyType(annotations), MappingProxyType(decoys),
-                         MappingProxyType({split: len(plan.annotations[split]) for split in SPLITS}), rendered, skipped)
+    logger.info(
+        "synthetic %s (seed %d) in %s: %d videos rendered, %d already there",
+        profile.name,
+        seed,
+        root,
+        rendered,
+        skipped,
+    )
+    return RenderSummary(
+        root,
+        MappingProxyType(annotations),
+        MappingProxyType(decoys),
+        MappingProxyType({split: len(plan.annotations[split]) for split in SPLITS}),
+        rendered,
+        skipped,
+    )
