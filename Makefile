@@ -29,6 +29,10 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_decode.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_stats.py
+	$(PY) benchmarks/bench_cli.py
+	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_loader.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,35 +1,33 @@
-"""Benchmark: soft-DTW forward + backward (cosine cost included) against common alternatives.
+"""Benchmark: soft-DTW forward + backward (cosine cost included) against its floor and the libraries
+people use, side by side in one run.
 
-Every timed call starts from random features ``Et (B, M, d)``, ``Eq (B, N, d)`` with
-``requires_grad``, computes the cosine cost, the soft-DTW value of each pair (gamma = 0.1), and
-backpropagates ``value.sum()`` to the features. Rows per size:
+CPU (default). Every timed call starts from leaf features ``Et (B, M, d)``, ``Eq (B, N, d)``,
+computes the cosine cost and a per-pair value (gamma 0.1) and backpropagates ``value.sum()`` to
+the features. Rows per size:
 
-* ``ours subsequence`` — :func:`matr.align.soft_dtw` as the model uses it: subsequence mode,
-  random lengths per pair (padding included);
-* ``ours full`` — the same on full lengths, non-subsequence (``R[M, N]``): the common problem
-  every baseline below solves, so the ratios compare equal work;
-* ``tslearn`` — ``tslearn.metrics.SoftDTWLossPyTorch(gamma, dist_func=cosine_cost)`` when
-  importable: numba-compiled forward and backward on the CPU, fed our cosine cost through its
-  ``dist_func`` hook, so the cost is identical; it computes non-subsequence soft-DTW on full
-  lengths and has no padding masks;
-* ``naive batched loop`` — Python loops over ``i, j`` with autograd, each cell one batched op
-  over the pairs;
-* ``naive per-pair loop`` — Python loops over ``i, j`` with autograd on scalars, one pair at a
-  time; timed on ``--naive-pairs`` pairs and extrapolated linearly to ``B`` (stated in the table);
-* ``ours full, DP only`` and ``tslearn, DP only`` — the same two on a precomputed cost (a leaf
-  tensor; tslearn gets it through an identity ``dist_func``): the DPs alone, since at the large
-  size the cosine cost's matmuls take a good part of the time;
-* ``ours hard_alignment`` — the hard path and span (forward only, no gradient);
-* at the small size, ``ours drop_dtw`` and ``ours tcc`` through ``alignment_loss``.
+* ``cosine cost alone (the floor)`` — :func:`matr.align.cosine_cost` forward + backward: what any
+  method must pay before its dynamic programme;
+* ``ours subsequence`` — :func:`matr.align.soft_dtw` as the model uses it (random lengths, padded);
+* ``ours full`` — full lengths, non-subsequence (``R[M, N]``): the problem both baselines solve;
+* ``tslearn`` — ``tslearn.metrics.SoftDTWLossPyTorch`` (numba) with our cost as ``dist_func``;
+* ``pysdtw CPU`` — ``pysdtw.SoftDTW(use_cuda=False)`` (numba) with our cost as ``dist_func``;
+* ``ours drop_dtw`` — :func:`matr.align.drop_dtw` with its analytic backward pass, random lengths;
+* ``ours hard_alignment`` — the hard path and span (forward only);
+* at the small size, ``ours tcc``.
 
-The ``x ours`` column is a baseline's total time over that of ours on the same problem, and
-``max |diff|`` checks its values against ours (gamma = 0.1; float32).
-Times are medians over ``--repeats`` runs after one warm-up. The machine's CPU may be shared with
-other jobs: threads default to 1 (torch and numba) because oversubscribed OpenMP threads stall
-for milliseconds per operation; the load average is recorded with the results.
+``/ floor`` is a row's time over the floor's; ``x ours`` a baseline's time over ``ours full`` (and
+Drop-DTW's over ``ours subsequence``); ``max |diff|`` checks a baseline's values against ours.
+Methods run in interleaved rounds (one call of each per round, after one warm-up round) and the
+median is reported, so a change in the machine's load hits every row alike. The load average is
+recorded with the results: this machine is shared, and its absolute times vary with the load;
+the ratios of one run are what to compare.
 
-Run: ``.venv/bin/python benchmarks/bench_align.py [--quick]`` (about 2-3 minutes; ``--quick``
-under a minute). Writes ``benchmarks/results/bench_align.json``.
+GPU (``--gpu``): see ``bench_align_gpu.py`` (Triton kernels checked, then timed against pysdtw's
+CUDA kernel, Maghoumi's pytorch-softdtw-cuda and the cost's matmul). Without a GPU the GPU results
+file says "not measured".
+
+Run: ``.venv/bin/python benchmarks/bench_align.py [--quick]`` (a few minutes at 2 threads; needs the
+``bench`` extra for the baselines). Writes ``benchmarks/results/bench_align.json``.
 """
 
 from __future__ import annotations
@@ -46,19 +44,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from matr.align import alignment_loss, cosine_cost, hard_alignment, soft_dtw
+from matr.align import alignment_loss, cosine_cost, drop_dtw, hard_alignment, soft_dtw
 from matr.io import write_json
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_align.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 GAMMA = 0.1
 SIZES = ((1200, 150, 60, 256), (64, 128, 32, 256))  # (B, M, N, d)
-#: Baseline rows and the row of ours that solves the same problem.
-BASELINES = {
-    "tslearn": "ours full",
-    "naive batched loop": "ours full",
-    "naive per-pair loop": "ours full",
-    "tslearn, DP only": "ours full, DP only",
-}
+FLOOR = "cosine cost alone (the floor)"
+#: Row -> the row of ours it is compared with (``x ours``).
+COMPARED_WITH = {"tslearn": "ours full", "pysdtw CPU": "ours full", "ours drop_dtw": "ours subsequence"}
+#: Issue 11's CPU targets at the first size: (row, reference row, at most this ratio).
+TARGETS = (("ours subsequence", FLOOR, 1.25), ("ours full", FLOOR, 1.25), ("ours drop_dtw", "ours subsequence", 1.5))
 
 
 @dataclass
@@ -67,177 +63,92 @@ class Row:
 
     size: str
     method: str
-    forward_s: float
-    backward_s: float
-    total_s: float
+    median_ms: float
+    over_floor: float | None = None
+    ratio_vs_ours: float | None = None  # this row's time / the time of the row of ours it is compared with
+    max_abs_diff_vs_ours: float | None = None
     note: str = ""
-    ratio_vs_ours: float | None = None  # baseline time / time of ours on the same problem
-    max_abs_diff_vs_ours: float | None = None  # baseline values vs ours on the same problem
 
 
-# ---------------------------------------------------------------------------------------------
-# Baselines
-# ---------------------------------------------------------------------------------------------
-
-
-def _softmin(values: list[Tensor]) -> Tensor:
-    return -GAMMA * torch.logsumexp(-torch.stack(values) / GAMMA, dim=0)
-
-
-def naive_batched_soft_dtw(C: Tensor) -> Tensor:
-    """Non-subsequence soft-DTW of full-length pairs, autograd through a Python double loop whose
-    cells are batched over the pairs: ``(B, M, N) -> (B,)``."""
-    B, M, N = C.shape
-    cells = C.permute(1, 2, 0).reshape(M * N, B).unbind(0)
-    inf = C.new_full((B,), float("inf"))
-    R = [[inf] * (N + 1) for _ in range(M + 1)]
-    R[0][0] = C.new_zeros(B)
-    for i in range(1, M + 1):
-        for j in range(1, N + 1):
-            R[i][j] = cells[(i - 1) * N + j - 1] + _softmin([R[i - 1][j - 1], R[i - 1][j], R[i][j - 1]])
-    return R[M][N]
-
-
-def naive_pair_soft_dtw(C: Tensor) -> Tensor:
-    """The same for one pair with scalar cells: ``(M, N) -> ()``."""
-    return naive_batched_soft_dtw(C[None])[0]
-
-
-def tslearn_loss(dist_func: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """tslearn's ``SoftDTWLossPyTorch`` with ``dist_func`` as its cost, or None when tslearn is missing."""
+def baselines(dist_func: Callable[[Tensor, Tensor], Tensor]) -> dict[str, Callable[[Tensor, Tensor], Tensor] | str]:
+    """``name -> loss module ((Et, Eq) -> (B,))`` for each importable baseline, else why it is missing."""
+    found: dict[str, Callable[[Tensor, Tensor], Tensor] | str] = {}
     try:
         from tslearn.metrics import SoftDTWLossPyTorch
-    except ImportError:
-        return None
-    return SoftDTWLossPyTorch(gamma=GAMMA, dist_func=dist_func)
+
+        found["tslearn"] = SoftDTWLossPyTorch(gamma=GAMMA, dist_func=dist_func)
+    except ImportError as error:
+        found["tslearn"] = f"not importable ({error}); pip install -e '.[bench]'"
+    try:
+        import pysdtw
+
+        found["pysdtw CPU"] = pysdtw.SoftDTW(gamma=GAMMA, dist_func=dist_func, use_cuda=False)
+    except ImportError as error:
+        found["pysdtw CPU"] = f"not importable ({error}); pip install -e '.[bench]'"
+    return found
 
 
-# ---------------------------------------------------------------------------------------------
-# Timing
-# ---------------------------------------------------------------------------------------------
-
-
-def features(B: int, M: int, N: int, d: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Random leaf features ``Et (B, M, d)``, ``Eq (B, N, d)``."""
+def methods_at(B: int, M: int, N: int, d: int, seed: int) -> tuple[dict[str, Callable[[], Tensor]], dict[str, str]]:
+    """The timed calls at one size (closures over fixed inputs, each returning its detached values)
+    and the notes of the rows that are missing."""
     gen = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, M, d, generator=gen).requires_grad_(), torch.randn(B, N, d, generator=gen).requires_grad_())
-
-
-def time_method(
-    fn: Callable[..., Tensor], make_inputs: Callable[[int], tuple[Tensor, ...]], repeats: int, backward: bool = True
-) -> tuple[float, float, Tensor]:
-    """Median forward and backward seconds of ``fn(*inputs) -> (B,)`` and the values of the last run.
-
-    Run ``r`` uses inputs from seed ``repeats - r``: run 0 (seed ``repeats``) warms up (numba
-    compilation, allocator) and is not timed, and every method's last run sees seed 0, so values
-    can be compared across methods.
-    """
-    forward, backward_times = [], []
-    for run in range(repeats + 1):
-        inputs = make_inputs(repeats - run)
-        start = time.perf_counter()
-        value = fn(*inputs)
-        middle = time.perf_counter()
-        if backward:
-            value.sum().backward()
-        end = time.perf_counter()
-        if run:
-            forward.append(middle - start)
-            backward_times.append(end - middle)
-    return statistics.median(forward), statistics.median(backward_times), value.detach()
-
-
-def bench_size(B: int, M: int, N: int, d: int, args: argparse.Namespace) -> list[Row]:
-    """All rows at one size (see the module docstring)."""
-    size = f"B={B} M={M} N={N} d={d}"
-    gen = torch.Generator().manual_seed(0)
+    Et = torch.randn(B, M, d, generator=gen).requires_grad_()
+    Eq = torch.randn(B, N, d, generator=gen).requires_grad_()
     tl = torch.randint(M // 3, M + 1, (B,), generator=gen)
     ql = torch.randint(N // 3, N + 1, (B,), generator=gen)
     full = (torch.full((B,), M), torch.full((B,), N))
-    rows: list[Row] = []
 
-    def make_features(seed: int) -> tuple[Tensor, Tensor]:
-        return features(B, M, N, d, seed)
+    def backward(value: Tensor) -> Tensor:
+        value.sum().backward()
+        Et.grad = Eq.grad = None
+        return value.detach()
 
-    def make_cost(seed: int) -> tuple[Tensor]:
-        with torch.no_grad():
-            return (cosine_cost(*features(B, M, N, d, seed)).requires_grad_(),)
+    methods: dict[str, Callable[[], Tensor]] = {
+        FLOOR: lambda: backward(cosine_cost(Et, Eq)),
+        "ours subsequence": lambda: backward(soft_dtw(cosine_cost(Et, Eq), tl, ql, GAMMA)),
+        "ours full": lambda: backward(soft_dtw(cosine_cost(Et, Eq), *full, GAMMA, subsequence=False)),
+        "ours drop_dtw": lambda: backward(drop_dtw(cosine_cost(Et, Eq), tl, ql, GAMMA)),
+        "ours hard_alignment": lambda: hard_alignment(cosine_cost(Et.detach(), Eq.detach()), tl, ql).start,
+    }
+    if B <= 64:
+        methods["ours tcc"] = lambda: backward(alignment_loss("tcc", Et, Eq, tl, ql, gamma=GAMMA))
+    missing = {}
+    for name, module in baselines(cosine_cost).items():
+        if isinstance(module, str):
+            missing[name] = module
+        else:
+            methods[name] = lambda m=module: backward(m(Et, Eq))
+    return methods, missing
 
-    def add(
-        method: str,
-        fn: Callable[..., Tensor],
-        note: str = "",
-        scale: float = 1.0,
-        backward: bool = True,
-        reps: int = args.repeats,
-        inputs: Callable[[int], tuple[Tensor, ...]] = make_features,
-    ) -> Tensor:
-        fwd, bwd, value = time_method(fn, inputs, reps, backward)
-        rows.append(Row(size, method, fwd * scale, bwd * scale, (fwd + bwd) * scale, note))
-        return value
 
-    add("ours subsequence", lambda Et, Eq: soft_dtw(cosine_cost(Et, Eq), tl, ql, GAMMA), "random lengths, padded")
-    reference = add(
-        "ours full",
-        lambda Et, Eq: soft_dtw(cosine_cost(Et, Eq), *full, GAMMA, subsequence=False),
-        "non-subsequence, full lengths",
-    )
-    checks: list[tuple[Row, Tensor, Tensor]] = []
-    loss = tslearn_loss(cosine_cost)
-    if loss is None:
-        rows.append(Row(size, "tslearn", float("nan"), float("nan"), float("nan"), "not importable: skipped"))
-    else:
-        value = add("tslearn", loss, "numba; our cosine cost via dist_func")
-        checks.append((rows[-1], value, reference))
-    if not args.skip_naive:
-        reps = min(args.repeats, args.naive_repeats)
-        value = add(
-            "naive batched loop",
-            lambda Et, Eq: naive_batched_soft_dtw(cosine_cost(Et, Eq)),
-            "autograd, loops over i, j",
-            reps=reps,
-        )
-        checks.append((rows[-1], value, reference))
-        k = min(args.naive_pairs, B)
-        value = add(
-            "naive per-pair loop",
-            lambda Et, Eq: torch.stack([naive_pair_soft_dtw(c) for c in cosine_cost(Et[:k], Eq[:k])]),
-            f"timed on {k} of {B} pairs, extrapolated x{B / k:g}",
-            scale=B / k,
-            reps=reps,
-        )
-        checks.append((rows[-1], value, reference[:k]))
-    dp_reference = add(
-        "ours full, DP only",
-        lambda C: soft_dtw(C, *full, GAMMA, subsequence=False),
-        "cost precomputed (leaf)",
-        inputs=make_cost,
-    )
-    dp_loss = tslearn_loss(lambda C, _: C)
-    if dp_loss is not None:
-        value = add(
-            "tslearn, DP only", lambda C: dp_loss(C, C[:, :N]), "cost precomputed, identity dist_func", inputs=make_cost
-        )
-        checks.append((rows[-1], value, dp_reference))
-    add(
-        "ours hard_alignment",
-        lambda Et, Eq: hard_alignment(cosine_cost(Et, Eq), tl, ql).start,
-        "forward only, random lengths",
-        backward=False,
-    )
-    if B <= args.extra_methods_max_batch:
-        for method in ("drop_dtw", "tcc"):
-            add(
-                f"ours {method}",
-                lambda Et, Eq, m=method: alignment_loss(m, Et, Eq, tl, ql, GAMMA),
-                "alignment_loss, random lengths",
-            )
-    for row, value, expected in checks:
-        row.max_abs_diff_vs_ours = float((value - expected).abs().max())
-    ours = {r.method: r.total_s for r in rows if r.method in BASELINES.values()}
-    for row in rows:
-        if row.method in BASELINES and row.total_s == row.total_s:  # timed (not NaN)
-            row.ratio_vs_ours = row.total_s / ours[BASELINES[row.method]]
+def time_interleaved(methods: dict[str, Callable[[], Tensor]], rounds: int) -> tuple[dict[str, float], dict]:
+    """Median seconds of each method over ``rounds`` interleaved rounds after a warm-up round
+    (numba compilation, allocator), and each method's values from the warm-up round."""
+    values = {name: fn() for name, fn in methods.items()}
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, values
+
+
+def bench_size(B: int, M: int, N: int, d: int, rounds: int, seed: int = 0) -> list[Row]:
+    """All rows at one size (see the module docstring)."""
+    size = f"B={B} M={M} N={N} d={d}"
+    methods, missing = methods_at(B, M, N, d, seed)
+    seconds, values = time_interleaved(methods, rounds)
+    rows = []
+    for name, s in seconds.items():
+        row = Row(size, name, s * 1e3, over_floor=s / seconds[FLOOR])
+        if name in COMPARED_WITH:
+            row.ratio_vs_ours = s / seconds[COMPARED_WITH[name]]
+        if name in ("tslearn", "pysdtw CPU"):
+            row.max_abs_diff_vs_ours = float((values[name] - values["ours full"]).abs().max())
+            row.note = "non-subsequence, full lengths, our cosine cost via dist_func"
+        rows.append(row)
+    rows.extend(Row(size, name, float("nan"), note=why) for name, why in missing.items())
     return rows
 
 
@@ -268,60 +179,60 @@ def machine_info(threads: int) -> dict:
         "torch_threads": threads,
         "load_average_start": os.getloadavg(),
     }
-    try:
-        import numba
-        import tslearn
-
-        info.update(numba=numba.__version__, tslearn=tslearn.__version__, numba_threads=numba.get_num_threads())
-    except ImportError:
-        info.update(tslearn=None)
+    for package in ("numba", "tslearn", "pysdtw"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            info[package] = None
     return info
 
 
 def format_table(rows: list[Row]) -> str:
-    header = (
-        f"{'size':<24} {'method':<21} {'fwd s':>8} {'bwd s':>8} {'total s':>8} {'x ours':>7} {'max|diff|':>9}  note"
-    )
+    header = f"{'size':<24} {'method':<30} {'ms':>9} {'/ floor':>8} {'x ours':>7} {'max|diff|':>9}  note"
     lines = [header, "-" * len(header)]
     for r in rows:
-        ratio = f"{r.ratio_vs_ours:7.1f}" if r.ratio_vs_ours is not None else f"{'':>7}"
+        over = f"{r.over_floor:8.2f}" if r.over_floor is not None else f"{'':>8}"
+        ratio = f"{r.ratio_vs_ours:7.2f}" if r.ratio_vs_ours is not None else f"{'':>7}"
         diff = f"{r.max_abs_diff_vs_ours:9.1e}" if r.max_abs_diff_vs_ours is not None else f"{'':>9}"
-        lines.append(
-            f"{r.size:<24} {r.method:<21} {r.forward_s:8.3f} {r.backward_s:8.3f} {r.total_s:8.3f} "
-            f"{ratio} {diff}  {r.note}"
-        )
+        lines.append(f"{r.size:<24} {r.method:<30} {r.median_ms:9.1f} {over} {ratio} {diff}  {r.note}")
     return "\n".join(lines)
 
 
-def verdict(rows: list[Row]) -> str:
-    """Whether ours is no slower than the fastest baseline at the first (largest) size."""
-    big = rows[0].size
-    timed = [r for r in rows if r.size == big and r.ratio_vs_ours is not None]
-    if not timed:
-        return f"{big}: no baseline timed"
-    best = min(timed, key=lambda r: r.ratio_vs_ours)
-    status = "ours is no slower" if best.ratio_vs_ours >= 1.0 else "ours is SLOWER"
-    return (
-        f"{big}: fastest baseline relative to ours: {best.method} at {best.ratio_vs_ours:.1f}x "
-        f"the time of {BASELINES[best.method]!r}: {status}"
-    )
+def targets(rows: list[Row]) -> list[dict]:
+    """Issue 11's CPU targets at the first (largest) size: measured ratio, limit, met or not."""
+    ms = {r.method: r.median_ms for r in rows if r.size == rows[0].size}
+    out = []
+    for row, reference, limit in TARGETS:
+        ratio = ms[row] / ms[reference]
+        out.append({"row": row, "over": reference, "ratio": ratio, "at_most": limit, "met": ratio <= limit})
+    return out
+
+
+def run_gpu(args: argparse.Namespace) -> None:
+    """``--gpu``: the GPU comparison of ``bench_align_gpu.py`` (or "not measured" without a GPU)."""
+    import bench_align_gpu
+
+    argv = ["--output", str(args.gpu_output), "--rounds", str(args.rounds)]
+    if args.vendor is not None:
+        argv += ["--vendor", str(args.vendor)]
+    bench_align_gpu.main(argv)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 repeats, 1 naive pair, no drop_dtw/tcc rows")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per method (median reported)")
-    parser.add_argument("--threads", type=int, default=1, help="torch and numba threads (default 1: shared CPU)")
-    parser.add_argument("--naive-pairs", type=int, default=2, help="pairs timed for the per-pair naive loop")
-    parser.add_argument("--naive-repeats", type=int, default=1, help="timed runs for the naive loops")
-    parser.add_argument("--skip-naive", action="store_true", help="skip both naive loops")
-    parser.add_argument(
-        "--extra-methods-max-batch", type=int, default=64, help="time drop_dtw and tcc at sizes with at most this batch"
-    )
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results path")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, first size only")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds (median reported)")
+    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads")
+    parser.add_argument("--output", type=Path, default=RESULTS / "bench_align.json", help="CPU results path")
+    parser.add_argument("--gpu", action="store_true", help="run the GPU comparison instead (bench_align_gpu.py)")
+    parser.add_argument("--vendor", type=Path, default=os.environ.get("MATR_GPU_VENDOR"), help="GPU baselines folder")
+    parser.add_argument("--gpu-output", type=Path, default=RESULTS / "gpu" / "bench_align_gpu.json")
     args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.naive_pairs, args.extra_methods_max_batch = 2, 1, 0
+    if args.gpu:
+        run_gpu(args)
+        return
+    sizes = SIZES[:1] if args.quick else SIZES
+    rounds = 2 if args.quick else args.rounds
     torch.set_num_threads(args.threads)
     try:
         import numba
@@ -330,25 +241,27 @@ def main() -> None:
     except ImportError:
         pass
     info = machine_info(args.threads)
-    rows = [row for size in SIZES for row in bench_size(*size, args)]
+    rows = [row for size in sizes for row in bench_size(*size, rounds)]
     info["load_average_end"] = os.getloadavg()
-    table = format_table(rows)
-    summary = verdict(rows)
-    print(table)
-    print()
-    print(summary)
+    print(format_table(rows))
+    met = targets(rows)
+    for target in met:
+        print(
+            f"{target['row']} / {target['over']}: {target['ratio']:.2f} (target <= {target['at_most']}): "
+            f"{'met' if target['met'] else 'NOT met'}"
+        )
     print(
         f"threads={args.threads}; load average start {info['load_average_start']}, end {info['load_average_end']} "
-        f"on {info['cpu_count']} CPUs (shared machine: timings are noisy)"
+        f"on {info['cpu_count']} CPUs (shared machine: absolute times vary with the load)"
     )
     write_json(
         args.output,
         {
             "machine": info,
-            "settings": {k: str(v) for k, v in vars(args).items()},
-            "gamma": GAMMA,
+            "settings": {"rounds": rounds, "threads": args.threads, "gamma": GAMMA, "sizes": sizes},
             "rows": [asdict(r) for r in rows],
-            "verdict": summary,
+            "targets": met,
+            "gpu": "benchmarks/results/gpu/bench_align_gpu.json (bench_align.py --gpu)",
         },
     )
     print(f"wrote {args.output}")

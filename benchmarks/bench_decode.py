@@ -1,4 +1,4 @@
-"""Benchmark: sparse 2-s frame sampling (matr.video) against decoding every frame, and CLIP throughput.
+"""Benchmark: sparse 2-s frame sampling (matr.features.video) against decoding every frame, and CLIP throughput.
 
 Videos, all in one run:
 
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from matr.features import encode_frames, load_clip_encoder
-from matr.video import probe_video, sample_frames, sample_times
+from matr.features.video import probe_video, sample_frames, sample_times
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_decode.json"
 METHODS = ("every_rgb", "every", "exact", "approx")

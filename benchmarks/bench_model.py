@@ -1,23 +1,28 @@
-"""Benchmark: MATR training-step throughput, peak memory, and the alignment's share of a step.
+"""Benchmark: MATR training-step throughput, peak memory, the alignment's share and model FLOP utilisation.
 
 One training step = forward, ``MATRLoss``, backward, AdamW update, on random CLIP-like features
-(B pairs, M target frames, N query frames). Cases: the ``smoke`` preset and the ``paper`` preset
-(d = 1024, 4 + 4 layers; a reduced batch on CPU, a larger one on a GPU when there is one).
+(B pairs, M target frames, N query frames), exactly as :func:`matr.train.fit` runs it (bf16 autocast
+on a GPU, no host synchronisation inside the step). Cases: the ``smoke`` and ``paper`` presets on
+the CPU (small batches); on a GPU the ``paper`` preset at the paper's ActivityNet-VRL batch, B = 1200,
+M = 150, N = 60, in bf16 (and with ``--compile`` also its ``torch.compile`` variant).
 
 For each case (every time is the fastest of several repeats, the figure least disturbed by other
 processes on a shared machine):
 
-* ``step ms`` / ``steps/s`` with the full objective (soft-DTW pre- and post-fusion losses);
+* ``step ms`` / ``steps/s`` / ``pairs/s`` with the full objective (soft-DTW pre- and post-fusion losses);
 * ``no-align``: steps/s with ``align_method="none"`` (the hard alignment A^post that restricts
   the decoder still runs);
 * ``align ms``: the alignment work of one step timed in isolation on the same shapes (two
   soft-DTW losses forward + backward, one hard alignment); ``align %`` = align ms / step ms;
+* ``TFLOP/step``: the model's matrix FLOPs of one training step counted from the config
+  (:func:`model_flops`: projections, attention, FFNs, heads, cost matrices; backward = 2x forward);
+  ``MFU`` = FLOPs / step time / the GPU's dense bf16 peak (H100 / H200 SXM: 989 TFLOP/s), GPU only;
 * ``peak MiB``: CPU: growth of the process's peak resident set (``ru_maxrss``) over its value
   after import, during the full-objective steps, in a fresh process per case; CUDA:
   ``torch.cuda.max_memory_allocated``.
 
-Run: ``.venv/bin/python benchmarks/bench_model.py`` (about 1-3 minutes on 2 CPU cores). Prints a
-table and writes ``benchmarks/results/bench_model.json``.
+Run: ``.venv/bin/python benchmarks/bench_model.py`` (about 1-3 minutes on 2 CPU cores; ``--gpu-only``
+on the GPU machine). Prints a table and writes ``benchmarks/results/bench_model.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,6 +44,7 @@ from matr.io import write_json
 from matr.losses import MATRLoss
 from matr.model import MATR
 from matr.span_ops import frame_targets
+from matr.train import TrainConfig, training_step
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_model.json"
 
@@ -54,17 +60,59 @@ class Case:
     target_frames: int  # M
     query_frames: int  # N
     steps: int
+    compile: bool = False
 
 
-def default_cases(cuda: bool) -> list[Case]:
-    """Smoke and paper presets on CPU; on a GPU also the paper preset at a training-size batch."""
-    cases = [Case("smoke-cpu", "smoke", "cpu", 8, 64, 16, 10), Case("paper-cpu", "paper", "cpu", 2, 64, 16, 3)]
+BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16, SXM parts
+
+
+def default_cases(cuda: bool, cpu: bool = True, batch: int = 1200, compile_too: bool = False) -> list[Case]:
+    """Smoke and paper presets on CPU; on a GPU the paper preset at the paper's batch (B, 150, 60)."""
+    cases = []
+    if cpu:
+        cases += [Case("smoke-cpu", "smoke", "cpu", 8, 64, 16, 10), Case("paper-cpu", "paper", "cpu", 2, 64, 16, 3)]
     if cuda:
-        cases += [
-            Case("smoke-cuda", "smoke", "cuda", 32, 128, 32, 20),
-            Case("paper-cuda", "paper", "cuda", 64, 128, 32, 10),
-        ]
+        cases.append(Case("paper-cuda", "paper", "cuda", batch, 150, 60, 5))
+        if compile_too:
+            cases.append(Case("paper-cuda-compiled", "paper", "cuda", batch, 150, 60, 5, compile=True))
     return cases
+
+
+def model_flops(case: Case, align: bool = True) -> float:
+    """Matrix FLOPs of one training step (forward + backward = 3x forward) counted from the config.
+
+    Per pair, with L = M + N tokens: projection ``L (512 d + d^2)``; each encoder layer
+    ``L (4 d^2 + 2 d f) + 2 L^2 d``; each decoder layer self-attention ``4 l d^2 + 2 l^2 d``,
+    cross-attention ``2 l d^2 + 2 M d^2 + 2 l M d``, FFN ``2 l d f``; attend fusion
+    ``2 M d^2 + 2 l d^2 + 2 M l d``; heads ``M k (2 d d + d d + d o)`` per head with ``k``-tap
+    convolutions; the two cost matrices ``M N d`` each. Multiply-accumulates count 2 FLOPs.
+    """
+    cfg = preset(case.preset).model
+    d, f, lq, k = cfg.hidden_dim, cfg.ffn_dim, cfg.num_queries, cfg.head_kernel
+    m, n = case.target_frames, case.query_frames
+    tokens = m + n
+    macs = tokens * (cfg.input_dim * d + d * d)
+    macs += cfg.encoder_layers * (tokens * (4 * d * d + 2 * d * f) + 2 * tokens * tokens * d)
+    head_in = d
+    if cfg.use_decoder:
+        per_layer = 4 * lq * d * d + 2 * lq * lq * d + 2 * lq * d * d + 2 * m * d * d + 2 * lq * m * d + 2 * lq * d * f
+        macs += cfg.decoder_layers * per_layer + 2 * m * d * d + 2 * lq * d * d + 2 * m * lq * d
+        head_in = 2 * d
+    hidden = [head_in] + [d] * (cfg.head_layers - 1)
+    for out in (1, 2):
+        dims = [*hidden, out]
+        macs += m * k * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    if align:
+        macs += 2 * m * n * d
+    return 3 * 2 * macs * case.batch
+
+
+def peak_flops(device: str) -> float | None:
+    """Dense bf16 peak of the GPU, or None when unknown (CPU, another GPU)."""
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name(0)
+    return next((peak for key, peak in BF16_PEAK_FLOPS.items() if key in name), None)
 
 
 def random_batch(case: Case, seed: int = 0) -> dict:
@@ -94,20 +142,14 @@ def random_batch(case: Case, seed: int = 0) -> dict:
 
 
 def make_step(case: Case, align_method: str, batch: dict) -> Callable[[], None]:
-    """A closure running one training step of a fresh model (seed 0) on ``batch``."""
+    """A closure running one training step of a fresh model (seed 0) on ``batch``: the step of ``fit``."""
     torch.manual_seed(0)
     config = override(preset(case.preset), {"model.align_method": align_method})
     model = MATR(config).to(case.device).train()
-    criterion = MATRLoss(config.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-
-    def step() -> None:
-        loss = criterion(model(batch), batch)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    train_config = TrainConfig(device=case.device, compile=case.compile)
+    step = training_step(model, MATRLoss(config.loss), optimizer, train_config, torch.device(case.device))
+    return lambda: step(batch)
 
 
 def best_seconds(fn: Callable[[], None], device: str, repeats: int, warmup: int = 2) -> float:
@@ -161,36 +203,55 @@ def measure(case: Case) -> dict:
     no_align = best_seconds(make_step(case, "none", batch), case.device, case.steps)
     align = best_seconds(alignment_step(case, batch), case.device, max(case.steps, 5))
     params = sum(p.numel() for p in MATR(preset(case.preset)).parameters())
+    flops, peak = model_flops(case), peak_flops(case.device)
     return {
         **asdict(case),
+        "bf16": case.device == "cuda",
+        "gpu": torch.cuda.get_device_name(0) if case.device == "cuda" else None,
         "params_m": params / 1e6,
         "step_ms": 1e3 * full,
         "steps_per_s": 1 / full,
+        "pairs_per_s": case.batch / full,
         "steps_per_s_no_align": 1 / no_align,
         "align_ms": 1e3 * align,
         "align_share": align / full,
+        "tflop_per_step": flops / 1e12,
+        "achieved_tflops": flops / full / 1e12,
+        "peak_tflops": None if peak is None else peak / 1e12,
+        "mfu": None if peak is None else flops / full / peak,
         "peak_mib": peak_mib,
     }
 
 
 def _measure_in_child(case: Case) -> dict:
-    with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(measure, (case,))
+    """``measure(case)`` in a fresh process; on a GPU out of memory, once more at half the batch."""
+    try:
+        with mp.get_context("spawn").Pool(1) as pool:
+            return pool.apply(measure, (case,))
+    except Exception as error:  # noqa: BLE001 - a failing case is recorded, the next one runs
+        if "out of memory" in str(error).lower() and case.batch > 1:
+            half = replace(case, name=f"{case.name}-b{case.batch // 2}", batch=case.batch // 2)
+            return {**_measure_in_child(half), "note": f"B={case.batch} ran out of GPU memory"}
+        return {**asdict(case), "error": f"{type(error).__name__}: {str(error)[:500]}"}
 
 
 def format_table(rows: list[dict]) -> str:
     """Fixed-width table of the figures."""
     header = (
-        f"{'case':<11} {'params M':>8} {'B,M,N':>11} {'step ms':>8} {'steps/s':>8} {'no-align':>9} "
-        f"{'align ms':>9} {'align %':>8} {'peak MiB':>9}"
+        f"{'case':<19} {'params M':>8} {'B,M,N':>11} {'step ms':>8} {'steps/s':>8} {'pairs/s':>8} {'no-align':>9} "
+        f"{'align ms':>9} {'align %':>8} {'TFLOP':>7} {'MFU':>6} {'peak MiB':>9}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
+        if "error" in r:
+            lines.append(f"{r['name']:<19} failed: {r['error']}")
+            continue
         shape = f"{r['batch']},{r['target_frames']},{r['query_frames']}"
+        mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         lines.append(
-            f"{r['name']:<11} {r['params_m']:>8.1f} {shape:>11} {r['step_ms']:>8.0f} {r['steps_per_s']:>8.2f} "
-            f"{r['steps_per_s_no_align']:>9.2f} {r['align_ms']:>9.1f} {100 * r['align_share']:>7.1f}% "
-            f"{r['peak_mib']:>9.0f}"
+            f"{r['name']:<19} {r['params_m']:>8.1f} {shape:>11} {r['step_ms']:>8.0f} {r['steps_per_s']:>8.2f} "
+            f"{r['pairs_per_s']:>8.0f} {r['steps_per_s_no_align']:>9.2f} {r['align_ms']:>9.1f} "
+            f"{100 * r['align_share']:>7.1f}% {r['tflop_per_step']:>7.2f} {mfu:>6} {r['peak_mib']:>9.0f}"
         )
     return "\n".join(lines)
 
@@ -198,19 +259,30 @@ def format_table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--gpu-only", action="store_true", help="skip the CPU cases")
+    parser.add_argument("--batch", type=int, default=1200, help="GPU batch (default 1200, the paper's)")
+    parser.add_argument("--compile", action="store_true", help="also time the torch.compile'd model on the GPU")
     args = parser.parse_args()
-    rows = [_measure_in_child(case) for case in default_cases(torch.cuda.is_available())]
+    cases = default_cases(torch.cuda.is_available(), cpu=not args.gpu_only, batch=args.batch, compile_too=args.compile)
+    rows = []
+    for case in cases:  # the file is rewritten after every case: a later case that fails loses nothing
+        rows.append(_measure_in_child(case))
+        write_json(
+            args.out,
+            {
+                "benchmark": "bench_model",
+                "torch": torch.__version__,
+                "platform": platform.platform(),
+                "cpu_threads": torch.get_num_threads(),
+                "gpu": torch.cuda.get_device_name(0)
+                if torch.cuda.is_available()
+                else "not measured: no GPU on this machine",
+                "cases": rows,
+            },
+        )
+    if not cases:
+        write_json(args.out, {"benchmark": "bench_model", "gpu": "not measured: no GPU on this machine", "cases": []})
     print(format_table(rows))  # noqa: T201 (benchmark script output)
-    write_json(
-        args.out,
-        {
-            "benchmark": "bench_model",
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "cpu_threads": torch.get_num_threads(),
-            "cases": rows,
-        },
-    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Benchmark: training throughput (pairs/s) and the latency of ``localize`` on a 10-minute video.
+"""Benchmark: training throughput (pairs/s) through :func:`matr.train.fit` on the demo data's shapes.
 
 Training: pre-training and finetuning through :func:`matr.train.fit` (data loading, forward, loss,
 backward, AdamW; no validation) on the shapes of the synthetic ``demo`` data set's training split
@@ -8,11 +8,8 @@ Cases: the ``smoke`` and ``demo`` model presets, at the batch sizes of the profi
 Pre-training pairs are the clips of :class:`matr.data.PretrainingDataset` (two per video, with
 augmentation). The first epoch is a warm-up and is not timed.
 
-Localize: :func:`matr.inference.localize_features` on 300 frames of cached features (10 minutes at
-one frame per 2 s) and an 8-frame query, in eval mode, for each preset: one window where the
-model's ``max_target_frames`` covers the video, overlapping windows where it does not (``smoke``:
-256 frames -> 2 windows; ``demo`` forced to 128 frames -> 4 windows). Median of 5 runs after one
-warm-up run.
+The latency of ``localize`` and the throughput of ``search`` are measured by
+``benchmarks/bench_inference.py``, the data loader alone by ``benchmarks/bench_loader.py``.
 
 Run: ``.venv/bin/python benchmarks/bench_train.py`` (a few minutes on 2 CPU cores). Prints a table
 and writes ``benchmarks/results/bench_train.json``. On a machine without a GPU everything runs on
@@ -23,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,17 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from matr.config import override, preset
 from matr.data import InMemoryFeatures, PairDataset, PairRecord, PretrainingDataset
-from matr.data.synthetic import PROFILES as SYNTHETIC_PROFILES
-from matr.data.synthetic import plan_dataset
-from matr.inference import localize_features, plan_windows
+from matr.experiments.compose import compose
+from matr.experiments.profiles import get_profile
+from matr.features.video import num_windows
 from matr.io import write_json
-from matr.model import MATR
-from matr.profiles import get_profile
 from matr.provenance import provenance
+from matr.synthetic import PROFILES as SYNTHETIC_PROFILES
+from matr.synthetic import plan_dataset
 from matr.train import fit
-from matr.video import num_windows
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train.json"
 CLIP_LENGTH = 2.0
@@ -79,15 +73,14 @@ def time_training(
 ) -> dict[str, Any]:
     """Pairs per second of ``stage`` (``pretrain`` / ``finetune``) with the settings of a profile."""
     profile = get_profile(profile_name)
-    config = profile.model_config()
+    run = compose(profile, "pretrain" if stage == "pretrain" else "scratch", profile.seed)
+    config = run.model
     limits = {"max_query_frames": config.model.max_query_frames, "max_target_frames": config.model.max_target_frames}
     if stage == "pretrain":
-        dataset = PretrainingDataset(
-            sorted({r.target_video for r in records}), source, profile.pretrain_config(), **limits
-        )
+        dataset = PretrainingDataset(sorted({r.target_video for r in records}), source, run.pretraining, **limits)
     else:
         dataset = PairDataset(records, source, train=True, seed=profile.seed, **limits)
-    train_config = dataclasses.replace(profile.train_config(epochs), device=device)
+    train_config = dataclasses.replace(run.train, epochs=epochs, device=device)
     with tempfile.TemporaryDirectory() as folder:
         fit(config, dataclasses.replace(train_config, epochs=1), dataset, folder, progress=False)
         started = time.perf_counter()
@@ -99,41 +92,11 @@ def time_training(
         "preset": profile.model_preset,
         "stage": stage,
         "device": device,
-        "batch_size": profile.batch_size,
+        "batch_size": train_config.batch_size,
         "pairs_per_epoch": len(dataset),
         "timed_epochs": timed_epochs,
         "seconds": round(seconds, 3),
         "pairs_per_second": round(len(dataset) * timed_epochs / seconds, 1),
-    }
-
-
-def time_localize(preset_name: str, max_target_frames: int | None, device: str, repeats: int = 5) -> dict[str, Any]:
-    """Median seconds of ``localize_features`` on 300 cached frames."""
-    config = preset(preset_name)
-    if max_target_frames is not None:
-        config = override(config, {"model.max_target_frames": max_target_frames})
-    torch.manual_seed(0)
-    model = MATR(config).to(device).eval()
-    rng = np.random.default_rng(0)
-    target = rng.standard_normal((LOCALIZE_FRAMES, 512)).astype(np.float32)
-    query = rng.standard_normal((QUERY_FRAMES, 512)).astype(np.float32)
-    localize_features(model, query, target, CLIP_LENGTH)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        localize_features(model, query, target, CLIP_LENGTH)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    windows = len(plan_windows(LOCALIZE_FRAMES, config.model.max_target_frames))
-    return {
-        "preset": preset_name,
-        "max_target_frames": config.model.max_target_frames,
-        "windows": windows,
-        "device": device,
-        "target_frames": LOCALIZE_FRAMES,
-        "query_frames": QUERY_FRAMES,
-        "median_seconds": round(statistics.median(times), 4),
     }
 
 
@@ -148,10 +111,6 @@ def main() -> None:
         for profile in ("smoke", "demo")
         for stage in ("pretrain", "finetune")
     ]
-    localize = [
-        time_localize(name, limit, args.device)
-        for name, limit in (("smoke", None), ("demo", None), ("demo", 128), ("paper", None))
-    ]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     note = f"GPU: {gpu}" if gpu else "no GPU on this machine: every number is CPU-only"
     print(note)
@@ -161,16 +120,11 @@ def main() -> None:
             f"{row['profile']:8} {row['preset']:7} {row['stage']:9} {row['batch_size']:>5} "
             f"{row['pairs_per_epoch']:>11} {row['pairs_per_second']:>8.1f}"
         )
-    print(f"\nlocalize_features on {LOCALIZE_FRAMES} cached frames (10 min), {QUERY_FRAMES}-frame query")
-    print(f"{'preset':7} {'max M':>6} {'windows':>7} {'median s':>9}")
-    for row in localize:
-        print(f"{row['preset']:7} {row['max_target_frames']:>6} {row['windows']:>7} {row['median_seconds']:>9.3f}")
     write_json(
         RESULTS,
         {
             "note": note,
             "training": training,
-            "localize": localize,
             "provenance": provenance(benchmark="bench_train", epochs=args.epochs),
         },
     )

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from matr.postprocess import nms_1d
+from matr.postprocess import TOP_K, nms_1d
 from matr.span_ops import clip_spans
 
 RankedSpans = list[tuple[float, float, float]]
@@ -49,7 +49,7 @@ class VideoMatchConfig:
 
     window_scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
     stride: int = 1
-    top_k: int = 5
+    top_k: int = TOP_K
     nms_threshold: float = 0.5
 
 
@@ -72,7 +72,7 @@ def random_spans(duration: float, top_k: int, rng: np.random.Generator) -> Ranke
     return [(float(s), float(e), 1.0 - rank / top_k) for rank, (s, e) in enumerate(endpoints)]
 
 
-def random_baseline(durations: Mapping[str, float], *, top_k: int = 5, seed: int = 0) -> dict[str, RankedSpans]:
+def random_baseline(durations: Mapping[str, float], *, top_k: int = TOP_K, seed: int = 0) -> dict[str, RankedSpans]:
     """Random baseline for every ``pair_id -> target duration (s)``: ``top_k`` random spans each, seeded per pair."""
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
@@ -82,7 +82,7 @@ def random_baseline(durations: Mapping[str, float], *, top_k: int = 5, seed: int
     }
 
 
-def random_baseline_batch(batch: Mapping[str, Any], *, top_k: int = 5, seed: int = 0) -> dict[str, RankedSpans]:
+def random_baseline_batch(batch: Mapping[str, Any], *, top_k: int = TOP_K, seed: int = 0) -> dict[str, RankedSpans]:
     """:func:`random_baseline` on a collated batch (uses its ``"pair_id"`` and ``"duration"`` (B,))."""
     durations = dict(zip(batch["pair_id"], torch.as_tensor(batch["duration"]).tolist(), strict=True))
     return random_baseline(durations, top_k=top_k, seed=seed)

@@ -48,13 +48,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or code-carrying files
-        raise CheckpointError(f"{path} could not be read as a matr checkpoint: {error}") from error
+        raise CheckpointError(f"{path} could not be read as a matr checkpoint: {refusal_reason(error)}") from error
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{path} is not a matr checkpoint (expected format {FORMAT!r}; found {keys})")
     if data.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {data.get('version')}, this matr reads {VERSION}")
     return data
+
+
+def refusal_reason(error: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in a few words.
+
+    torch's own message is not passed on: for a file that carries code it advises loading with
+    ``weights_only=False``, which would run that code.
+    """
+    if "weights_only" in str(error) or "Weights only load failed" in str(error):
+        return "it holds objects other than tensors and plain values (refused: loading it could run code)"
+    return f"not a file written by torch.save ({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else 'no detail'})"
 
 
 def checkpoint_config(data: dict[str, Any], path: str | os.PathLike = "checkpoint") -> MATRConfig:

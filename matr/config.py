@@ -5,12 +5,15 @@ paper's lambdas). Presets:
 
 * ``paper``: the settings of section 5.2 (d = 1024, k = 4 encoder and 4 decoder layers,
   l = 10 decoder queries, dropout 0.1 in the transformer and 0.5 in the projection, all
-  lambdas 1). Where the paper is silent the value is ours and the field's comment says so.
+  lambdas 1). Where the paper is silent the value is ours, declared as a choice on its field.
 * ``demo``: the same architecture at d = 256 with 2 + 2 layers; trains on a CPU.
 * ``smoke``: d = 64, one encoder and one decoder layer; for unit tests and CI.
 
 ``to_dict`` / ``from_dict`` round-trip through plain JSON-able dicts (checkpoints store them);
-unknown keys and invalid values raise ``ValueError`` naming the field.
+unknown keys and invalid values raise ``ValueError`` naming the field. :func:`from_mapping` is the
+one place that builds any config dataclass from a mapping and rejects unknown keys; every config
+read from data (presets, run profiles, checkpoints) goes through it. Choices where the paper is
+silent are declared with :func:`matr.choices.declare` on the field they set.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+
+from matr.choices import declare
 
 AlignMethod = Literal["soft_dtw", "drop_dtw", "tcc", "none"]
 AlignCost = Literal["cosine", "contrastive"]
@@ -35,8 +40,8 @@ class ModelConfig:
 
     input_dim: int = 512  # CLIP ViT-B/32 embedding size (paper 3.2)
     hidden_dim: int = 1024  # d (paper 5.2)
-    num_heads: int = 8  # paper silent; the Transformer / DETR default
-    ffn_dim: int = 2048  # paper silent; the DETR / Moment-DETR default
+    num_heads: int = declare("attention heads", 8, "the Transformer / DETR default")
+    ffn_dim: int = declare("feed-forward width", 2048, "the DETR / Moment-DETR default")
     encoder_layers: int = 4  # k (paper 5.2)
     decoder_layers: int = 4  # the paper's decoder also has k layers
     num_queries: int = 10  # l (paper 5.2)
@@ -44,18 +49,24 @@ class ModelConfig:
     projection_dropout: float = 0.5  # paper 5.2
     head_layers: int = 3  # c = 3 convolutions per prediction head (paper 3.2)
     head_kernel: int = 3  # 1 x 3 kernels (paper 3.2)
-    max_target_frames: int = 512  # paper silent; 17 min at one frame per 2 s
-    max_query_frames: int = 128  # paper silent; 4 min at one frame per 2 s
+    max_target_frames: int = declare("longest target (frames)", 512, "17 min at one frame per 2 s")
+    max_query_frames: int = declare("longest query (frames)", 128, "4 min at one frame per 2 s")
     use_decoder: bool = True  # ablation: decoder off -> heads see E_t^g only
-    fusion: Fusion = "attend"  # how E_t^l reaches every target frame (see matr.model)
+    fusion: Fusion = declare(
+        "fusion of E_t^g and E_t^l",
+        "attend",
+        "every target frame attends to the l decoder outputs, concatenated channel-wise with E_t^g (matr.model)",
+    )
     align_method: AlignMethod = "soft_dtw"  # Table 5: none / tcc / drop_dtw / soft_dtw
     align_pre: bool = True  # Table 2: pre-fusion alignment loss on (E_t, E_q)
     align_post: bool = True  # Table 2: post-fusion alignment loss on (E_t^g, E_q^g)
-    gamma: float = 0.1  # soft-min smoothing; paper: "selected empirically", value not given
+    gamma: float = declare("soft-DTW smoothing gamma", 0.1, "the paper: 'selected empirically', no value given")
     # Cost of the DTW losses and of the hard alignments A^pre / A^post (decoder span). "cosine" is the
     # paper's 1 - cos; "contrastive" (ours, matr.align.costs) avoids the collapse of soft-DTW on it.
     align_cost: AlignCost = "cosine"
-    align_temperature: float = 0.1  # softmax temperature of the contrastive cost; paper silent (no such cost)
+    align_temperature: float = declare(
+        "contrastive cost temperature", 0.1, "softmax temperature of our contrastive cost (the paper has no such cost)"
+    )
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -113,7 +124,7 @@ class LossConfig:
     giou: float = 1.0  # lambda_IoU, generalised IoU on boundary offsets
     align_pre: float = 1.0  # lambda_align^pre
     align_post: float = 1.0  # lambda_align^post
-    smooth_l1_beta: float = 1.0  # paper silent; PyTorch default, in frame units
+    smooth_l1_beta: float = declare("smooth-L1 beta", 1.0, "the PyTorch default, in frame units")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -138,7 +149,9 @@ class MATRConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> MATRConfig:
         """Inverse of ``to_dict``; missing keys take their defaults, unknown keys raise."""
         _reject_unknown(cls, data)
-        return cls(model=_build(ModelConfig, data.get("model", {})), loss=_build(LossConfig, data.get("loss", {})))
+        return cls(
+            model=from_mapping(ModelConfig, data.get("model", {})), loss=from_mapping(LossConfig, data.get("loss", {}))
+        )
 
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -180,7 +193,8 @@ def override(config: MATRConfig, updates: Mapping[str, Any]) -> MATRConfig:
 _T = TypeVar("_T")
 
 
-def _build(cls: type[_T], data: Mapping[str, Any]) -> _T:
+def from_mapping(cls: type[_T], data: Mapping[str, Any]) -> _T:
+    """``cls(**data)`` for a config dataclass ``cls``; keys that are not fields raise ``ValueError`` listing them."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
     _reject_unknown(cls, data)

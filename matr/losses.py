@@ -3,15 +3,7 @@
 ``L = 1/S sum_i (lambda_fg L_fg + lambda_L1 L_L1 + lambda_IoU L_IoU + lambda_pre L_align^pre
 + lambda_post L_align^post)``, the lambdas coming from ``LossConfig`` (all 1 in the paper).
 
-Choices where the paper is silent:
-
-* Every term is first averaged within a pair (over its real frames for L_fg, over its foreground
-  frames for the boundary terms) and then over the pairs, as the paper's 1/S sum over samples.
-* Smooth-L1 is averaged over the two offsets (left, right) of a frame, in frame units.
-* The IoU term is ``1 - GIoU`` between the predicted and ground-truth spans around each
-  foreground frame, in frame units: ``[-d_L, d_R]`` relative to the frame centre.
-* The returned terms are unweighted; ``"loss"`` is their weighted sum. Alignment terms appear only
-  when the model computed them (the ablation switches live in ``ModelConfig``).
+The choices where the paper is silent are declared below with :func:`matr.choices.declare`.
 """
 
 from __future__ import annotations
@@ -20,8 +12,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from matr import choices
 from matr.config import LossConfig
 from matr.span_ops import generalized_span_iou
+
+choices.declare(
+    "loss averaging",
+    "each term averaged within a pair (real frames for L_fg, foreground frames for the boundary terms), then over pairs",
+    "the paper's 1/S sum over samples",
+)
+choices.declare("smooth-L1", "mean over the two offsets (left, right) of a frame, in frame units", "paper silent")
+choices.declare(
+    "IoU term",
+    "1 - GIoU of the spans [-d_L, d_R] around each foreground frame, in frame units",
+    "paper silent on the IoU variant; GIoU keeps a gradient for disjoint spans",
+)
 
 
 def _mean_per_pair(values: Tensor, weights: Tensor) -> Tensor:

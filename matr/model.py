@@ -13,38 +13,10 @@ Data flow for a batch of B pairs, target of M frames, query of N frames, hidden 
 6. Fusion of E_f = [E_t^g; E_t^l] into a per-frame representation, then two heads of three 1-D
    convolutions: foreground logits (B, M) and boundary offsets (B, M, 2).
 
-Choices where the paper is silent (also listed in the project report):
-
-* Projection: Linear -> LayerNorm -> ReLU -> Dropout, then Linear -> LayerNorm -> Dropout (ReLU
-  only between the two layers, so the output can be negative like CLIP features).
-* Encoder and decoder layers are post-norm (the "standard" Transformer the paper cites), with
-  ReLU FFNs. Attention layers add positional terms to queries and keys only, never to values
-  (DETR): target frame i and query frame j get the fixed sinusoidal encoding of their own index
-  plus a *learned* type embedding (target vs query), so the encoder can tell the two videos apart
-  at every layer. The decoder follows DETR: its content starts at zero and the l learnable query
-  vectors are the decoder's positional term; cross-attention keys get the target encoding.
-* The decoder's span: A^post is always computed on the cost of (E_t^g, E_q^g) when the decoder is
-  on, even when the post-fusion alignment loss is off or the method is "none" (no loss, no
-  gradient). The decoder's computation is then the same in every alignment ablation, and only
-  the training signal changes.
-* One cost, ``ModelConfig.align_cost``, for the DTW losses and for both hard alignments (A^pre,
-  A^post): the path read at inference is the one the loss trained. "cosine" is the paper's;
-  "contrastive" (``matr.align.contrastive_cost``) is ours, against the collapse of soft-DTW on
-  ``1 - cos`` (see ``matr.align.costs``).
-* Fusion of E_f = [E_t^g; E_t^l]: E_t^g has M rows, E_t^l has l, so the paper's concatenation
-  cannot be row-wise into the per-frame heads. Default ``fusion="attend"``: every target frame
-  attends to the l decoder outputs (one cross-attention, E_t^g as queries) and the result is
-  concatenated channel-wise with E_t^g -> (B, M, 2d). Reason: it keeps the decoder's features
-  frame-specific while letting them reach every frame, including frames outside [s, e] the
-  decoder never saw. ``fusion="pool"``: the mean of E_t^l is broadcast to every frame and
-  concatenated. With the decoder off, the heads see E_t^g only (B, M, d).
-* Heads: convolutions with "same" padding; padded frames are zeroed before every convolution,
-  so real frames never see padding. Offsets are ``softplus`` of the boundary head (non-negative,
-  smooth, no dead units), in frame units as in ``matr.span_ops``.
-* A^pre costs a dynamic programme, so it is computed only in eval mode (where Table 4 needs it);
-  A^post is computed whenever the decoder is on or in eval mode.
-* Init: Xavier-uniform on every weight matrix / kernel (Linear, Conv1d, attention projections,
-  query and type embeddings), PyTorch defaults for biases and LayerNorm.
+The choices where the paper is silent are declared below with :func:`matr.choices.declare` (the
+report lists them). Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`
+(flash / memory-efficient kernels on a GPU); its parameters carry the names of
+``nn.MultiheadAttention``'s, so checkpoints of either load into the other.
 """
 
 from __future__ import annotations
@@ -57,8 +29,69 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
+from matr import choices
 from matr.align import HardAlignment, alignment_cost, alignment_loss, hard_alignment
 from matr.config import MATRConfig, ModelConfig
+
+choices.declare("attention heads", ModelConfig.num_heads, "paper silent; the Transformer / DETR default")
+choices.declare("FFN width", ModelConfig.ffn_dim, "paper silent; the DETR / Moment-DETR default")
+choices.declare(
+    "longest target / query",
+    (ModelConfig.max_target_frames, ModelConfig.max_query_frames),
+    "frames the model sees: 17 min / 4 min at one frame per 2 s; longer inputs go through matr.inference's windows",
+)
+choices.declare(
+    "projection",
+    "Linear-LayerNorm-ReLU-Dropout, Linear-LayerNorm-Dropout",
+    "ReLU only between the two layers, so the output can be negative like CLIP features",
+)
+choices.declare(
+    "transformer layers",
+    "post-norm, ReLU FFN",
+    "the 'standard' Transformer the paper cites",
+)
+choices.declare(
+    "positions",
+    "sinusoidal index encoding + learned type embedding (target / query), added to queries and keys only",
+    "DETR; the type term lets every encoder layer tell the two videos apart",
+)
+choices.declare(
+    "decoder queries",
+    "content starts at zero, the l learned query vectors are the positional term; keys get the target encoding",
+    "DETR's decoder",
+)
+choices.declare(
+    "decoder span",
+    "A^post of (E_t^g, E_q^g) whenever the decoder is on, even with the post-fusion loss off or method none",
+    "the decoder computes the same in every alignment ablation; only the training signal changes",
+)
+choices.declare(
+    "hard-alignment cost",
+    "ModelConfig.align_cost for the losses and both A^pre and A^post",
+    "the path read at inference is the one the loss trained",
+)
+choices.declare(
+    "fusion of E_f = [E_t^g; E_t^l]",
+    ModelConfig.fusion,
+    "E_t^g has M rows and E_t^l has l, so the paper's concatenation cannot be row-wise; every frame attends "
+    "to the l decoder outputs and the result is concatenated channel-wise (B, M, 2d), reaching frames "
+    "outside [s, e] too ('pool': the mean of E_t^l broadcast)",
+)
+choices.declare(
+    "heads",
+    "'same'-padded 1-D convolutions, padded frames zeroed before each; offsets = softplus(boundary head)",
+    "real frames never see padding; offsets non-negative and smooth, in frame units",
+)
+choices.declare(
+    "when the hard alignments run",
+    "A^pre in eval mode only (skipped with heads_only); A^post whenever the decoder is on or in eval mode",
+    "A^pre is a dynamic programme that only Table 4 reads",
+)
+choices.declare(
+    "init",
+    "Xavier-uniform on every weight matrix / kernel; PyTorch defaults for biases and LayerNorm",
+    "DETR",
+)
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> Tensor:
@@ -101,6 +134,39 @@ class Projection(nn.Module):
         return self.net(x)
 
 
+class Attention(nn.Module):
+    """Multi-head attention through ``F.scaled_dot_product_attention``.
+
+    Parameters are named and initialised as ``nn.MultiheadAttention``'s (``in_proj_weight``
+    (3d, d), ``in_proj_bias``, ``out_proj``), so state dicts of either load into the other.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """query (B, L, d), key / value (B, S, d), key_padding_mask (B, S) True = ignore -> (B, L, d)."""
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q, k, v = (
+            self._split(F.linear(x, w, b)) for x, w, b in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
+        )  # (B, h, L|S, d/h)
+        mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # True = attend
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
+    def _split(self, x: Tensor) -> Tensor:
+        """(B, L, d) -> (B, h, L, d / h)."""
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+
 def _feed_forward(dim: int, ffn_dim: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
 
@@ -110,7 +176,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.self_attn = Attention(dim, heads, dropout)
         self.ffn = _feed_forward(dim, ffn_dim, dropout)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
@@ -118,7 +184,7 @@ class EncoderLayer(nn.Module):
     def forward(self, x: Tensor, pos: Tensor, padding: Tensor) -> Tensor:
         """x, pos: (B, M + N, d); padding: (B, M + N) True = ignore. Returns (B, M + N, d)."""
         qk = x + pos
-        x = self.norm1(x + self.drop1(self.self_attn(qk, qk, x, key_padding_mask=padding, need_weights=False)[0]))
+        x = self.norm1(x + self.drop1(self.self_attn(qk, qk, x, padding)))
         return self.norm2(x + self.drop2(self.ffn(x)))
 
 
@@ -127,8 +193,8 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.self_attn = Attention(dim, heads, dropout)
+        self.cross_attn = Attention(dim, heads, dropout)
         self.ffn = _feed_forward(dim, ffn_dim, dropout)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
@@ -136,10 +202,8 @@ class DecoderLayer(nn.Module):
     def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor, memory_mask: Tensor) -> Tensor:
         """x, query_pos: (B, l, d); memory, memory_pos: (B, M, d); memory_mask: (B, M) True = ignore."""
         qk = x + query_pos
-        x = self.norm1(x + self.drop1(self.self_attn(qk, qk, x, need_weights=False)[0]))
-        attended = self.cross_attn(
-            x + query_pos, memory + memory_pos, memory, key_padding_mask=memory_mask, need_weights=False
-        )[0]
+        x = self.norm1(x + self.drop1(self.self_attn(qk, qk, x)))
+        attended = self.cross_attn(x + query_pos, memory + memory_pos, memory, memory_mask)
         x = self.norm2(x + self.drop2(attended))
         return self.norm3(x + self.drop3(self.ffn(x)))
 
@@ -179,9 +243,7 @@ class MATR(nn.Module):
             self.query_embed = nn.Parameter(torch.empty(cfg.num_queries, d))  # Q, (l, d)
             self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(cfg.decoder_layers))
             if cfg.fusion == "attend":
-                self.fusion_attn = nn.MultiheadAttention(
-                    d, cfg.num_heads, dropout=cfg.transformer_dropout, batch_first=True
-                )
+                self.fusion_attn = Attention(d, cfg.num_heads, cfg.transformer_dropout)
                 self.fusion_norm = nn.LayerNorm(d)
             head_in = 2 * d
         self.fg_head = ConvHead(head_in, d, 1, cfg.head_layers, cfg.head_kernel)
@@ -193,12 +255,14 @@ class MATR(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, batch: dict) -> dict[str, Tensor | HardAlignment | None]:
+    def forward(self, batch: dict, *, heads_only: bool = False) -> dict[str, Tensor | HardAlignment | None]:
         """Run MATR on a collated batch (see contracts: "target", "query", masks, lengths).
 
         Returns ``fg_logits`` (B, M) (meaningless on padded frames), ``offsets`` (B, M, 2)
         non-negative frame units, ``align_pre`` / ``align_post`` (B,) losses or None when
         disabled, ``A_pre`` / ``A_post`` HardAlignment or None when not computed.
+        ``heads_only=True`` skips what the heads do not need (both alignment losses and A^pre):
+        inference on the heads' outputs.
         """
         cfg = self.config
         target_mask, query_mask = batch["target_mask"], batch["query_mask"]
@@ -206,11 +270,16 @@ class MATR(nn.Module):
         self._check_inputs(batch["target"], batch["query"])
         pos_t, pos_q = self._positions(target_mask.shape[1], query_mask.shape[1], target_mask.device)
         et, eq = self.projection(batch["target"]), self.projection(batch["query"])  # (B,M,d), (B,N,d)
-        align_pre = self._alignment_loss("matr.align_pre", et, eq, lengths) if cfg.align_pre_active else None
-        a_pre = None if self.training else self._hard_alignment(et, eq, lengths)
+        losses = not heads_only
+        align_pre = self._alignment_loss("matr.align_pre", et, eq, lengths) if losses and cfg.align_pre_active else None
+        a_pre = None if self.training or heads_only else self._hard_alignment(et, eq, lengths)
         etg, eqg = self.encode(et, eq, pos_t, pos_q, target_mask, query_mask)
-        align_post = self._alignment_loss("matr.align_post", etg, eqg, lengths) if cfg.align_post_active else None
-        a_post = self._hard_alignment(etg, eqg, lengths) if cfg.use_decoder or not self.training else None
+        align_post = (
+            self._alignment_loss("matr.align_post", etg, eqg, lengths) if losses and cfg.align_post_active else None
+        )
+        a_post = (
+            self._hard_alignment(etg, eqg, lengths) if cfg.use_decoder or not (self.training or heads_only) else None
+        )
         features = etg
         if cfg.use_decoder:
             etl = self.decode(etg, pos_t, span_memory_mask(a_post.start, a_post.end, target_mask))
@@ -256,7 +325,7 @@ class MATR(nn.Module):
             per_frame = etl.mean(dim=1, keepdim=True).expand_as(etg)
         else:
             keys = etl + self.query_embed.unsqueeze(0)
-            per_frame = self.fusion_norm(self.fusion_attn(etg + pos_t, keys, etl, need_weights=False)[0])
+            per_frame = self.fusion_norm(self.fusion_attn(etg + pos_t, keys, etl))
         return torch.cat([etg, per_frame], dim=-1)
 
     def _positions(self, m: int, n: int, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -3,8 +3,7 @@
 Every real target frame i proposes the span ``[t_i - d_L c, t_i + d_R c]`` (clipped to the video)
 scored by its foreground probability sigmoid(fg_logit_i). Greedy 1-D NMS at IoU 0.7 keeps the
 best-scored span first, so the top-1 prediction is the span of the most confident frame, as in
-the paper. A span is suppressed when its IoU with a kept span is strictly above the threshold
-(the torchvision convention; the paper does not say).
+the paper. When a span is suppressed is a choice where the paper is silent, declared below.
 
 For Table 4, ``source="A_pre"`` / ``"A_post"`` turns the target span [s, e] of a hard alignment
 into the single prediction ``[s c, (e + 1) c]`` seconds, clipped to the duration, score 1.
@@ -17,9 +16,22 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from matr import choices
 from matr.span_ops import clip_spans, offsets_to_spans, span_iou
 
 Source = Literal["heads", "A_pre", "A_post"]
+NMS_THRESHOLD = 0.7  # paper 3.2
+TOP_K = 5  # ranked moments kept per pair: R5 needs five
+choices.declare(
+    "NMS suppression",
+    "IoU with a kept span strictly above the threshold",
+    "the torchvision convention; the paper gives the threshold (0.7), not the comparison",
+)
+choices.declare(
+    "hard-alignment span in seconds",
+    "[s c, (e + 1) c], clipped to the duration, score 1",
+    "Table 4 reads a prediction off A^pre / A^post; frame e covers [e c, (e + 1) c)",
+)
 
 
 class RankedSpan(NamedTuple):
@@ -30,7 +42,7 @@ class RankedSpan(NamedTuple):
     score: float
 
 
-def nms_1d(spans: Tensor, scores: Tensor, threshold: float = 0.7, max_keep: int | None = None) -> Tensor:
+def nms_1d(spans: Tensor, scores: Tensor, threshold: float = NMS_THRESHOLD, max_keep: int | None = None) -> Tensor:
     """Greedy non-maximum suppression of spans (K, 2) with scores (K,).
 
     Returns the indices of the kept spans (long, at most ``max_keep``), best score first. A span
@@ -61,8 +73,8 @@ def rank_frame_spans(
     length: int,
     clip_length: float,
     duration: float,
-    top_k: int = 5,
-    nms_threshold: float = 0.7,
+    top_k: int = TOP_K,
+    nms_threshold: float = NMS_THRESHOLD,
 ) -> list[RankedSpan]:
     """Ranked moments of one pair from its head outputs (M,) and (M, 2); only the first ``length`` frames count."""
     scores = torch.sigmoid(fg_logits[:length].float())
@@ -72,7 +84,7 @@ def rank_frame_spans(
 
 
 def predict_spans(
-    outputs: dict, batch: dict, top_k: int = 5, nms_threshold: float = 0.7, source: Source = "heads"
+    outputs: dict, batch: dict, top_k: int = TOP_K, nms_threshold: float = NMS_THRESHOLD, source: Source = "heads"
 ) -> list[list[RankedSpan]]:
     """Ranked moments (seconds) for every pair of a batch, best first.
 

@@ -17,17 +17,24 @@ import torch
 import matr
 
 RANDOM_INIT_PREFIX = "random-init"
+DIRTY_SUFFIX = "-dirty"
+OUTPUT_FOLDERS: tuple[str, ...] = ("reports", "runs")
 
 
 def git_commit(path: Path | None = None) -> str:
-    """The commit of the checkout holding ``matr`` (``-dirty`` when it has local changes), or ``unknown``."""
+    """The commit of the checkout holding ``matr``, or ``unknown``.
+
+    :data:`DIRTY_SUFFIX` is appended when the tree has uncommitted changes: modified or untracked
+    (not ignored) files outside :data:`OUTPUT_FOLDERS`, which a report run itself rewrites.
+    """
     where = path or Path(matr.__file__).resolve().parent
+    excluded = [f":(top,exclude){folder}" for folder in OUTPUT_FOLDERS]
     try:
         commit = _git(where, "rev-parse", "HEAD")
-        dirty = _git(where, "status", "--porcelain", "--untracked-files=no")
+        dirty = _git(where, "status", "--porcelain", "--", ":(top)", *excluded)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit + ("-dirty" if dirty else "")
+    return commit + (DIRTY_SUFFIX if dirty else "")
 
 
 def _git(where: Path, *args: str) -> str:

@@ -2,7 +2,11 @@
 
 ``fit`` trains a MATR model on a dataset of pairs (real pairs for finetuning, random clips of a
 video for pre-training: the loop does not care) with AdamW (lr 1e-4, weight decay 1e-4 as in the
-paper), optional linear warm-up and step decay, gradient clipping, and bf16 autocast on a GPU.
+paper), optional linear warm-up and step decay, gradient clipping, bf16 autocast on a GPU and an
+optional ``torch.compile``. A step never waits for the GPU: the losses are summed on the device and
+read once per epoch; batches are collated in pinned memory and copied asynchronously. One progress
+bar covers the whole run (every epoch's steps) and every epoch logs one INFO line with its losses
+and validation metric.
 
 What a run leaves in its folder:
 
@@ -38,19 +42,27 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from matr import choices
 from matr.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
-from matr.config import MATRConfig
+from matr.config import MATRConfig, from_mapping
 from matr.data import collate_pairs
-from matr.evaluate import move_to_device, predict
+from matr.device import resolve_device
+from matr.evaluate import bar_options, move_to_device, predict
 from matr.io import read_jsonl, write_jsonl
 from matr.losses import MATRLoss
 from matr.metrics import evaluate as score_predictions
 from matr.model import MATR
+from matr.postprocess import NMS_THRESHOLD, TOP_K
 
 log = logging.getLogger(__name__)
 
-BEST_METRIC = "R1@0.5"
-RESUME_MAY_CHANGE = ("epochs", "device", "num_workers")  # settings that do not change what is learned
+BEST_METRIC = choices.declare(
+    "best checkpoint", "R1@0.5", "validation metric that picks best.pt; the paper's main metric"
+)
+choices.declare(
+    "training precision", "bf16 autocast on a GPU, float32 on the CPU", "paper silent; bf16 keeps float32's range"
+)
+RESUME_MAY_CHANGE = ("epochs", "device", "num_workers", "compile")  # settings that do not change what is learned
 
 
 @dataclass(frozen=True)
@@ -61,17 +73,20 @@ class TrainConfig:
     batch_size: int = 32  # per process
     lr: float = 1e-4  # paper 5.2
     weight_decay: float = 1e-4  # paper 5.2
-    warmup_epochs: int = 0  # paper silent: linear warm-up over this many epochs
+    warmup_epochs: int = choices.declare(
+        "warm-up epochs", 0, "paper silent: linear warm-up over this many epochs (profiles may set it)"
+    )
     lr_drop_epochs: tuple[int, ...] = ()  # paper silent: lr *= lr_drop_factor at each of these epochs
-    lr_drop_factor: float = 0.1
-    grad_clip: float = 1.0  # paper silent: max global gradient norm; 0 disables
+    lr_drop_factor: float = choices.declare("lr drop factor", 0.1, "paper silent; DETR's step decay")
+    grad_clip: float = choices.declare("gradient clipping", 1.0, "paper silent: max global gradient norm (0 disables)")
     seed: int = 0
     eval_every: int = 1  # epochs between validations
-    top_k: int = 5
-    nms_threshold: float = 0.7  # paper 3.2
+    top_k: int = TOP_K
+    nms_threshold: float = NMS_THRESHOLD  # paper 3.2
     num_workers: int = 0
     device: str = "auto"  # "auto": CUDA when available (the local GPU of this rank), else CPU
     bf16: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    compile: bool = False  # torch.compile the model (the hard alignments stay eager)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every"):
@@ -90,11 +105,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        """Inverse of ``dataclasses.asdict``; unknown keys raise ``ValueError`` listing them."""
+        return from_mapping(cls, data)
 
 
 @dataclass
@@ -137,13 +149,6 @@ def init_distributed() -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def resolve_device(name: str, place: Distributed) -> torch.device:
-    """``auto`` -> this rank's GPU when CUDA is available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda", place.local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
-
-
 def fit(
     config: MATRConfig,
     train_config: TrainConfig,
@@ -163,7 +168,7 @@ def fit(
     """
     out_dir = Path(out_dir)
     place = init_distributed()
-    device = resolve_device(train_config.device, place)
+    device = resolve_device(train_config.device, local_rank=place.local_rank)
     torch.manual_seed(train_config.seed)
     model = MATR(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
@@ -180,16 +185,21 @@ def fit(
         sampler=sampler,
         collate_fn=collate_fn,
         num_workers=train_config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=train_config.num_workers > 0,
     )
-    criterion = MATRLoss(config.loss)
+    step = training_step(model, MATRLoss(config.loss), optimizer, train_config, device)
+    bar = tqdm(
+        total=len(loader) * (train_config.epochs - start_epoch),
+        desc=f"train {out_dir.name}",
+        **(bar_options(progress) if place.is_main else {"disable": True}),
+    )
     for epoch in range(start_epoch, train_config.epochs):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
-        losses = _train_epoch(
-            model, loader, criterion, optimizer, train_config, epoch, device, progress if place.is_main else False
-        )
+        losses = _train_epoch(model, loader, step, optimizer, train_config, epoch, device, bar)
         record = {"epoch": epoch + 1, "lr": train_config.learning_rate(epoch), **losses}
         if place.is_main:
             if val_set is not None and ((epoch + 1) % train_config.eval_every == 0 or epoch + 1 == train_config.epochs):
@@ -198,44 +208,75 @@ def fit(
             _end_epoch(model, optimizer, config, train_config, result, record, run_info or {})
         if place.world_size > 1:
             dist.barrier()
+    bar.close()
     return result
+
+
+def compile_blocks(model: MATR) -> None:
+    """``torch.compile`` every block of ``model`` in place, leaving its alignment code eager."""
+    blocks = [model.projection, *model.encoder, model.fg_head, model.boundary_head]
+    if model.config.use_decoder:
+        blocks += list(model.decoder)
+    for block in blocks:
+        block.compile()
+
+
+def training_step(
+    model: nn.Module, criterion: MATRLoss, optimizer: torch.optim.Optimizer, cfg: TrainConfig, device: torch.device
+) -> Callable[[dict], dict[str, torch.Tensor]]:
+    """One optimisation step on a batch already on ``device``; returns the detached loss terms.
+
+    Nothing in it reads a tensor on the host, so on a GPU the step is queued and never waited for.
+    ``cfg.compile`` compiles the network's blocks (projection, Transformer layers, heads) with
+    ``torch.compile``; the alignment dynamic programmes stay eager (their loops would be unrolled).
+    """
+    if cfg.compile:
+        compile_blocks(model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model)
+    autocast = cfg.bf16 and device.type == "cuda"
+
+    def step(batch: dict) -> dict[str, torch.Tensor]:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            terms = criterion(model(batch), batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+        optimizer.step()
+        return {name: value.detach() for name, value in terms.items()}
+
+    return step
 
 
 def _train_epoch(
     model: nn.Module,
     loader: DataLoader,
-    criterion: MATRLoss,
+    step: Callable[[dict], dict[str, torch.Tensor]],
     optimizer: torch.optim.Optimizer,
     cfg: TrainConfig,
     epoch: int,
     device: torch.device,
-    progress: bool | None,
+    bar: tqdm,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns the mean of every loss term (prefixed ``train_``)."""
+    """One pass over ``loader``; returns the mean of every loss term (prefixed ``train_``).
+
+    The terms are summed on ``device`` and read back once, at the end of the epoch.
+    """
     for group in optimizer.param_groups:
         group["lr"] = cfg.learning_rate(epoch)
     model.train()
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
     steps = 0
-    bar = tqdm(
-        loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress is None else not progress, leave=False
-    )
-    for batch in bar:
-        batch = move_to_device(batch, device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"):
-            terms = criterion(model(batch), batch)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        steps += 1
+    for batch in loader:
+        terms = step(move_to_device(batch, device))
         for name, value in terms.items():
-            totals[name] = totals.get(name, 0.0) + float(value.detach())
-        bar.set_postfix(loss=f"{float(terms['loss'].detach()):.3f}")
-    if not math.isfinite(totals.get("loss", 0.0)):
-        raise FloatingPointError(f"training loss became {totals['loss']} in epoch {epoch + 1}")
-    return {f"train_{name}": value / max(steps, 1) for name, value in totals.items()}
+            totals[name] = totals[name] + value.float() if name in totals else value.float()
+        steps += 1
+        bar.update()
+    means = {name: float(value) / max(steps, 1) for name, value in totals.items()}
+    if not math.isfinite(means.get("loss", 0.0)):
+        raise FloatingPointError(f"training loss became {means['loss']} in epoch {epoch + 1}")
+    bar.set_postfix(epoch=epoch + 1, loss=f"{means.get('loss', math.nan):.3f}")
+    return {f"train_{name}": value for name, value in means.items()}
 
 
 def _validate(
@@ -244,7 +285,7 @@ def _validate(
     """Validation metrics (prefixed ``val_``) of the heads' predictions."""
     loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate_fn)
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    result = predict(module, loader, device=device, top_k=cfg.top_k, nms_threshold=cfg.nms_threshold)
+    result = predict(module, loader, device=device, top_k=cfg.top_k, nms_threshold=cfg.nms_threshold, progress=False)
     scores = score_predictions(result.predictions["heads"], result.ground_truth)
     return {f"val_{name}": value for name, value in scores.items()}
 
@@ -261,7 +302,7 @@ def _end_epoch(
     """Log the epoch, keep the best weights, then write ``last.pt`` (the resume point) last."""
     result.history.append(record)
     write_jsonl(result.out_dir / "metrics.jsonl", result.history)
-    log.info("epoch %d: %s", record["epoch"], {k: round(v, 4) for k, v in record.items() if isinstance(v, float)})
+    log.info("%s", epoch_line(record, cfg.epochs))
     score = record.get(f"val_{BEST_METRIC}")
     if score is not None and score > result.best_score:
         result.best_score = score
@@ -288,6 +329,16 @@ def _end_epoch(
         rng=rng,
         run=run_info,
     )
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """One log line of an epoch: its losses, the validation metric when there is one, lr and seconds."""
+    names = sorted((n for n in record if n.startswith("train_")), key=lambda n: (n != "train_loss", n))  # loss first
+    losses = " ".join(f"{name.removeprefix('train_')}={record[name]:.4f}" for name in names)
+    line = f"epoch {record['epoch']}/{epochs}: {losses}"
+    if f"val_{BEST_METRIC}" in record:
+        line += f" | val {BEST_METRIC}={record[f'val_{BEST_METRIC}']:.4f} mIoU={record.get('val_mIoU', math.nan):.4f}"
+    return line + f" | lr={record['lr']:.2e} {record.get('seconds', 0.0):.1f}s"
 
 
 def _restore(

@@ -513,3 +513,10 @@ def test_cuda_matches_cpu() -> None:
     )
     a, b = hard_alignment(C, *lengths), hard_alignment(Cc, *(x.cuda() for x in lengths))
     assert torch.equal(a.start, b.start.cpu()) and torch.equal(a.end, b.end.cpu())
+
+
+def test_align_declares_its_paper_silent_choices() -> None:
+    from matr.choices import choices_of
+
+    names = {choice.name for choice in choices_of(["matr.align"])}
+    assert {"soft-DTW boundary", "hard-alignment ties", "Drop-DTW drop cost percentile", "TCC variant"} <= names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from matr.cli import build_parser, main
 from matr.config import preset
 from matr.data import PairRecord, save_pairs
 from matr.data.annotations import load_annotations
+from matr.experiments.tables import METRIC_COLUMNS
 from matr.features import FeatureStore, VideoFeatures
 from matr.inference import check_weights_tag, weights_from_tag
 from matr.model import MATR
@@ -78,6 +80,30 @@ def store(tmp_path_factory) -> tuple[Path, Path]:
     return root / "store", save_pairs(records, root / "val.jsonl")
 
 
+def localize_argv(videos: dict[str, Path], checkpoint: Path, *extra: str) -> list[str]:
+    """``matr localize`` of the ``videos`` fixture's query in its target with ``checkpoint``, then ``extra``."""
+    return [
+        "localize",
+        "--query",
+        str(videos["query"]),
+        "--target",
+        str(videos["target"]),
+        "--checkpoint",
+        str(checkpoint),
+        *extra,
+    ]
+
+
+def extract_argv(videos: dict[str, Path], store: Path, weights: str) -> list[str]:
+    """``matr extract`` of the ``videos`` fixture's folder into ``store`` with CLIP ``weights``."""
+    return ["extract", "--videos", str(videos["query"].parent), "--store", str(store), "--weights", weights]
+
+
+def evaluate_argv(store: tuple[Path, Path], *extra: str) -> list[str]:
+    """``matr evaluate`` on the ``store`` fixture's features and annotations, then ``extra``."""
+    return ["evaluate", "--features", str(store[0]), "--annotations", str(store[1]), *extra]
+
+
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_of_every_command_exits_zero(command, capsys):
     status, out, _ = run([command, "--help"] if command else ["--help"], capsys)
@@ -119,7 +145,7 @@ def test_corrupt_checkpoint_is_named(videos, tmp_path, capsys):
 def test_unknown_profile_is_rejected(capsys):
     status, _, err = run(["report", "--profile", "nope"], capsys)
     assert status == 2
-    assert "invalid choice: 'nope'" in error_line(err)
+    assert "--profile 'nope' is not one of" in error_line(err)
 
 
 def test_paper_profile_asks_for_its_data_folder(tmp_path, capsys):
@@ -157,25 +183,10 @@ def test_malformed_annotations_name_file_and_line(store, tmp_path, capsys):
 
 
 def test_evaluate_baseline_writes_predictions_and_provenance(store, tmp_path, capsys):
-    features, annotations = store
-    status, out, _ = run(
-        [
-            "evaluate",
-            "--features",
-            str(features),
-            "--annotations",
-            str(annotations),
-            "--split",
-            "val",
-            "--method",
-            "video_match",
-            "--out",
-            str(tmp_path / "vm"),
-        ],
-        capsys,
-    )
+    argv = evaluate_argv(store, "--split", "val", "--method", "video_match", "--out", str(tmp_path / "vm"))
+    status, out, _ = run(argv, capsys)
     assert status == 0
-    assert out.splitlines()[0].split()[:3] == ["source", "R1@0.3", "R1@0.5"]
+    assert out.splitlines()[0].split() == ["source", *METRIC_COLUMNS]
     metrics = json.loads((tmp_path / "vm" / "metrics.json").read_text())
     assert metrics["metrics"]["video_match"]["num_pairs"] == 2
     expected = {"weights_tag": TAG, "split": "val", "seed": 0, "method": "video_match"}
@@ -186,27 +197,8 @@ def test_evaluate_baseline_writes_predictions_and_provenance(store, tmp_path, ca
 
 
 def test_evaluate_checkpoint_reports_every_source(store, checkpoint, tmp_path, capsys):
-    features, annotations = store
-    status, out, _ = run(
-        [
-            "evaluate",
-            "--features",
-            str(features),
-            "--annotations",
-            str(annotations),
-            "--checkpoint",
-            str(checkpoint),
-            "--source",
-            "heads",
-            "A_pre",
-            "A_post",
-            "--out",
-            str(tmp_path / "matr"),
-            "--device",
-            "cpu",
-        ],
-        capsys,
-    )
+    argv = evaluate_argv(store, "--checkpoint", str(checkpoint), "--source", "heads", "A_pre", "A_post")
+    status, out, _ = run([*argv, "--out", str(tmp_path / "matr"), "--device", "cpu"], capsys)
     assert status == 0
     assert [line.split()[0] for line in out.splitlines()[1:4]] == ["heads", "A_pre", "A_post"]
     provenance = json.loads((tmp_path / "matr" / "metrics.json").read_text())["provenance"]
@@ -214,23 +206,7 @@ def test_evaluate_checkpoint_reports_every_source(store, checkpoint, tmp_path, c
 
 
 def test_localize_json_schema(videos, checkpoint, capsys):
-    status, out, _ = run(
-        [
-            "localize",
-            "--query",
-            str(videos["query"]),
-            "--target",
-            str(videos["target"]),
-            "--checkpoint",
-            str(checkpoint),
-            "--json",
-            "--top-k",
-            "3",
-            "--device",
-            "cpu",
-        ],
-        capsys,
-    )
+    status, out, _ = run(localize_argv(videos, checkpoint, "--json", "--top-k", "3", "--device", "cpu"), capsys)
     assert status == 0
     result = json.loads(out)
     assert {
@@ -304,3 +280,187 @@ def test_annotations_of_another_split_or_format_are_refused(tmp_path):
     (tmp_path / "pairs.txt").write_text("query,target\n")
     with pytest.raises(ValueError, match=r"unknown annotation format '\.txt'"):
         load_annotations(tmp_path / "pairs.txt")
+
+
+# --- Issue 12: bad input is one line, before any heavy work ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["localize", "--nms-threshold", "-1"], "--nms-threshold: expected a number in [0, 1], got -1"),
+        (["localize", "--nms-threshold", "nan"], "--nms-threshold: expected a number in [0, 1], got nan"),
+        (["localize", "--clip-length", "inf"], "--clip-length: expected a number in (0, 3600], got inf"),
+        (["localize", "--query-start", "-2"], "--query-start: expected a finite number >= 0, got -2"),
+        (["localize", "--top-k", "0"], "--top-k: expected an integer >= 1, got 0"),
+        (["localize", "--seed", "-1"], f"--seed: expected an integer in [0, {2**32 - 1}], got -1"),
+        (["localize", "--device", "bogus"], "--device: expected auto, cpu, cuda, cuda:N or mps, got 'bogus'"),
+        (["extract", "--videos", "v", "--device", "bogus"], "--device: expected auto, cpu, cuda, cuda:N or mps"),
+        (["extract", "--videos", "v", "--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
+        (
+            ["train", "--features", "f", "--annotations", "a", "--warmup-epochs", "-3"],
+            "expected an integer >= 0, got -3",
+        ),
+        (
+            ["train", "--features", "f", "--annotations", "a", "--lr", "nan"],
+            "--lr: expected a number in (0, 1], got nan",
+        ),
+        (
+            ["evaluate", "--features", "f", "--annotations", "a", "--method", "random", "--nms-threshold", "1.5"],
+            "[0, 1]",
+        ),
+        (["search", "--query", "q", "--videos", "v", "--per-video", "0"], "--per-video: expected an integer >= 1"),
+    ],
+)
+def test_numeric_options_are_range_checked_with_the_range_in_the_message(argv, message, capsys):
+    if argv[0] == "localize":
+        argv = [*argv, "--query", "q.mp4", "--target", "t.mp4"]
+    status, _, err = run(argv, capsys)
+    assert status == 2
+    assert message in error_line(err) and "Traceback" not in err
+
+
+def test_parsing_imports_neither_torch_nor_open_clip():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matr.cli; matr.cli.build_parser(); print(sorted({'torch', 'open_clip', 'av'} & set(sys.modules)))"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+@pytest.mark.parametrize("command", ["extract", "localize"])
+def test_cuda_without_a_gpu_is_one_line(command, videos, checkpoint, tmp_path, capsys):
+    argv = {
+        "extract": ["extract", "--videos", str(videos["query"].parent), "--store", str(tmp_path / "s")],
+        "localize": ["localize", "--query", str(videos["query"]), "--target", str(videos["target"])],
+    }[command]
+    status, _, err = run(
+        [*argv, "--device", "cuda"] + (["--checkpoint", str(checkpoint)] if command == "localize" else []), capsys
+    )
+    assert status == 2
+    assert "device 'cuda' asked for, but this machine has no usable CUDA GPU; use auto or cpu" in error_line(err)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch " + str(_RunsCode.marker),))
+
+
+def _hostile_files(tmp_path: Path) -> dict[str, Path]:
+    _RunsCode.marker = tmp_path / "code-ran"
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    torch.save({"state_dict": _RunsCode()}, tmp_path / "code.pt")
+    return {"random bytes": tmp_path / "random.pt", "code-carrying": tmp_path / "code.pt"}
+
+
+def test_hostile_clip_weights_are_refused_in_one_line_without_unsafe_advice(videos, tmp_path, capsys):
+    for kind, path in _hostile_files(tmp_path).items():
+        argv = extract_argv(videos, tmp_path / "s", str(path))
+        status, _, err = run([*argv, "--device", "cpu"], capsys)
+        assert status == 2, kind
+        assert f"cannot load {path} as ViT-B-32-quickgelu weights" in error_line(err), kind
+        assert "weights_only" not in err and "Traceback" not in err, kind
+    assert not _RunsCode.marker.exists()
+
+
+def test_hostile_checkpoints_are_refused_without_unsafe_advice(videos, tmp_path, capsys):
+    for kind, path in _hostile_files(tmp_path).items():
+        argv = localize_argv(videos, path)
+        status, _, err = run([*argv, "--device", "cpu"], capsys)
+        assert status == 2, kind
+        assert error_line(err).startswith(f"matr localize: error: {path} could not be read as a matr checkpoint"), kind
+        assert "weights_only" not in err and "Traceback" not in err, kind
+    assert not _RunsCode.marker.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_out_naming_an_existing_file_is_one_line_and_the_file_is_kept(command, store, tmp_path, capsys):
+    features, annotations = store
+    out = tmp_path / "results.txt"
+    out.write_text("keep me")
+    extra = ["--method", "random"] if command == "evaluate" else ["--epochs", "1", "--preset", "smoke"]
+    argv = [command, "--features", str(features), "--annotations", str(annotations), "--out", str(out), *extra]
+    status, _, err = run([*argv, "--device", "cpu"], capsys)
+    assert status == 2
+    assert f"--out {out} is an existing file, not a folder" in error_line(err)
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(("command", "resumable"), [("extract", True), ("localize", False)])
+def test_ctrl_c_is_one_line_and_exit_130(command, resumable, monkeypatch, tmp_path, capsys):
+    from matr import commands
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, f"cmd_{command}", interrupted)
+    argv = {"extract": ["--videos", str(tmp_path)], "localize": ["--query", "q", "--target", "t"]}[command]
+    status, _, err = run([command, *argv], capsys)
+    assert status == 130 and "Traceback" not in err
+    expected = "interrupted; rerun the same command to resume" if resumable else "interrupted"
+    assert error_line(err) == f"matr {command}: error: {expected}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a read-only bind mount needs root")
+def test_extract_into_a_read_only_store_is_one_line(videos, tmp_path, capsys):
+    import subprocess
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "view").mkdir()
+    subprocess.run(["mount", "--bind", str(tmp_path / "store"), str(tmp_path / "view")], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(tmp_path / "view")], check=True)
+        argv = extract_argv(videos, tmp_path / "view", "random")
+        status, _, err = run([*argv, "--device", "cpu"], capsys)
+    finally:
+        subprocess.run(["umount", str(tmp_path / "view")], check=True)
+    assert status == 2 and "Traceback" not in err
+    assert f"cannot write {tmp_path / 'view'}" in error_line(err) and "the file system is read-only" in error_line(err)
+
+
+def test_localize_with_a_store_reuses_features_and_notices_a_replaced_video(
+    videos, checkpoint, tmp_path, monkeypatch, capsys
+):
+    from matr.features import clip
+
+    target = tmp_path / "target.mp4"
+    target.write_bytes(videos["target"].read_bytes())
+    argv = ["localize", "--query", str(videos["query"]), "--target", str(target), "--checkpoint", str(checkpoint)]
+    argv += ["--store", str(tmp_path / "cache"), "--json", "--device", "cpu"]
+    first_status, first, _ = run(argv, capsys)
+    assert first_status == 0
+
+    def no_backbone(seed):
+        raise AssertionError("the CLIP backbone was built although every feature is cached")
+
+    monkeypatch.setattr(clip, "_random_model", no_backbone)
+    status, again, _ = run(argv, capsys)
+    assert status == 0 and json.loads(again)["moments"] == json.loads(first)["moments"]
+
+    monkeypatch.undo()
+    write_video(target, 150, fps=10)  # a longer video under the same name
+    status, replaced, _ = run(argv, capsys)
+    assert status == 0 and json.loads(replaced)["target_duration"] == pytest.approx(15.0)
+
+
+def test_annotations_that_contradict_the_stored_videos_are_refused_naming_file_and_line(store, tmp_path, capsys):
+    claims = [PairRecord("p0", "q0", "t0", duration=1000.0, windows=((500.0, 600.0),), action_class=None, split="val")]
+    path = save_pairs(claims, tmp_path / "claims.jsonl")
+    argv = ["evaluate", "--features", str(store[0]), "--annotations", str(path), "--method", "random"]
+    status, _, err = run([*argv, "--out", str(tmp_path / "out")], capsys)
+    assert status == 2 and not (tmp_path / "out").exists()
+    assert error_line(err).startswith(f"matr evaluate: error: {path}, line 1")
+
+
+def test_report_defaults_to_the_profile_of_make_report(monkeypatch, tmp_path, capsys):
+    from matr.reporting import runner
+
+    asked = {}
+    monkeypatch.setattr(runner, "make_report", lambda profile, **options: asked.update(profile=profile) or "r.md")
+    status, out, _ = run(["report", "--workdir", str(tmp_path), "--out", str(tmp_path / "reports")], capsys)
+    assert status == 0 and asked["profile"] == runner.DEFAULT_PROFILE == "demo" and "report written to r.md" in out

@@ -183,3 +183,14 @@ def test_activitynet_metadata_durations_are_read(tmp_path):
     path = tmp_path / "activity_net.v1-3.min.json"
     path.write_text(json.dumps({"database": {"a": {"duration": 12.5, "annotations": []}}, "taxonomy": []}))
     assert load_activitynet_durations(path) == {"a": 12.5}
+
+
+def test_pairs_carry_the_targets_feature_step_and_their_windows_recover_its_indices():
+    entries = _entries(durations={"3l7quTy4c2s": 180.0})
+    for pair in vrl_pairs(entries, "val"):
+        target = entries[int(pair.pair_id.split("->")[1])]
+        assert pair.feature_step == target.step
+        start, end = (round(t / pair.feature_step) for t in pair.windows[0])
+        assert (start, end) == target.groundtruth
+        assert abs(pair.windows[0][1] - end * pair.feature_step) <= 1e-6  # on the grid, to the records' 1 µs
+    assert entries[1].step == 16 * 180.0 / 5213

@@ -5,7 +5,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from matr.data.dataset import InMemoryFeatures, PairDataset, collate_pairs, frame_range, resample_frames
+from matr.data.dataset import (
+    InMemoryFeatures,
+    PairDataset,
+    batch_frame_targets,
+    collate_pairs,
+    frame_range,
+    resample_frames,
+)
 from matr.data.records import PairRecord
 from matr.span_ops import frame_targets
 
@@ -155,11 +162,14 @@ def test_only_the_rows_of_the_clips_are_read():
     assert query.slices == [(1, 5)] and target.slices == [(2, 11)]
 
 
-def test_memory_mapped_features_load_as_float32(tmp_path):
+def test_memory_mapped_float16_features_collate_as_float32(tmp_path):
     np.save(tmp_path / "t.npy", _ramp(20, dim=512))
     source = InMemoryFeatures({"t": np.load(tmp_path / "t.npy", mmap_mode="r"), "q": _ramp(4, dim=512)}, C)
     item = PairDataset([_record(duration=40.0)], source)[0]
-    assert item["target"].dtype == torch.float32 and item["target"].shape == (20, 512)
+    assert item["target"].dtype == torch.float16, "items keep the stored dtype: one conversion, in collate"
+    batch = collate_pairs([item])
+    assert batch["target"].dtype == torch.float32 and batch["target"].shape == (1, 20, 512)
+    assert batch["target"][0, :, 0].tolist() == list(range(20))
 
 
 def test_records_with_several_windows_are_refused():
@@ -179,3 +189,55 @@ def test_data_loader_batches_with_collate_pairs():
     batches = list(loader)
     assert [len(b["pair_id"]) for b in batches] == [2, 2, 1]
     assert batches[2]["pair_id"] == ["p4"]
+
+
+def _tricky_windows(rng: np.random.Generator, count: int) -> list[tuple[float, float]]:
+    """Windows on frame centres, between them, shorter than a frame, past the end, in float32."""
+    windows = []
+    for _ in range(count):
+        start = float(rng.choice([rng.uniform(-3, 40), rng.integers(0, 20) * C + C / 2, rng.integers(0, 20) * C]))
+        length = float(rng.choice([0.0, rng.uniform(0, 0.9 * C), rng.uniform(0, 30), C]))
+        window = np.float32([start, start + length])
+        windows.append((float(window[0]), float(window[1])))
+    return windows
+
+
+def test_frame_range_is_the_foreground_rule_of_frame_targets():
+    rng = np.random.default_rng(0)
+    for window in _tricky_windows(rng, 300):
+        frames = int(rng.integers(1, 25))
+        inside = frame_targets(window, frames, C)[0].nonzero().flatten().tolist()
+        first, stop = frame_range(window, frames, C)
+        assert list(range(first, stop)) == inside, window
+
+
+def test_batch_targets_equal_the_per_pair_targets():
+    rng = np.random.default_rng(1)
+    windows = _tricky_windows(rng, 64)
+    lengths = torch.from_numpy(rng.integers(1, 25, size=64))
+    batch = torch.tensor(windows, dtype=torch.float32)
+    batch[5] = math.nan  # a pair without ground truth
+    foreground, offsets = batch_frame_targets(batch, lengths, 25, C)
+    for b, window in enumerate(windows):
+        m = int(lengths[b])
+        if b == 5:
+            assert not foreground[b].any() and not offsets[b].any()
+            continue
+        fg, off = frame_targets(window, m, C)
+        assert torch.equal(foreground[b, :m], fg) and torch.equal(offsets[b, :m], off), window
+        assert not foreground[b, m:].any() and not offsets[b, m:].any()
+
+
+def test_each_video_is_opened_once_per_dataset():
+    opened = []
+
+    class Counting(InMemoryFeatures):
+        def load(self, video_id: str) -> np.ndarray:
+            opened.append(video_id)
+            return super().load(video_id)
+
+    records = [_record(f"p{i}") for i in range(4)]
+    dataset = PairDataset(records, Counting({"q": _ramp(5), "t": _ramp(50)}, C))
+    for i in range(4):
+        dataset[i]
+    assert sorted(opened) == ["q", "t"]

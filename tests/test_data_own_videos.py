@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from matr.data.own_videos import read_own_videos
-from matr.data.records import AnnotationError
+from matr.data.records import AnnotationError, evaluation_inputs
 
 DURATIONS = {"query.mp4": 12.0, "clips/target.mp4": 60.0, "clips/other.mov": 30.0, "clips/query.mov": 5.0}
 
@@ -53,7 +53,7 @@ def test_missing_file_names_the_row(tmp_path, probe):
         ("query.mp4,clips/target.mp4,20,x,,", "gt_start/gt_end must be numbers"),
         ("query.mp4,clips/target.mp4,20,75,,", "ground truth end 75 s is beyond the duration 60 s"),
         ("query.mp4,clips/target.mp4,,,8,2", "query window end 2 is before its start 8"),
-        ("query.mp4,clips/target.mp4,,,,", "pair 'query->target' already listed on line 2"),
+        ("query.mp4,clips/target.mp4,,,,", "pair 'query->target' repeats line 2"),
         ("query.mp4,clips/query.mov,,,,", "'clips/query.mov' and .*query.mp4 share the file stem 'query'"),
         (",clips/target.mp4,,,,", "empty video path"),
     ],
@@ -82,3 +82,27 @@ def test_default_probe_reads_the_real_duration(tmp_path):
     (tmp_path / "pairs.csv").write_text("query,target,gt_start,gt_end\ntiny.mp4,tiny.mp4,0.5,2\n")
     record = read_own_videos(tmp_path / "pairs.csv").records[0]
     assert record.duration == pytest.approx(2.5)
+
+
+def test_a_header_only_csv_names_the_file_and_line(tmp_path, probe):
+    with pytest.raises(AnnotationError, match=r"pairs\.csv, line 1: the CSV has a header but no rows"):
+        read_own_videos(_folder(tmp_path, []), probe=probe)
+
+
+def test_a_zero_length_ground_truth_window_names_the_line(tmp_path, probe):
+    csv = _folder(tmp_path, ["query.mp4,clips/target.mp4,20,31.5,,", "query.mp4,clips/other.mov,4,4,,"])
+    with pytest.raises(AnnotationError, match=r"pairs\.csv, line 3: a ground-truth window must have positive length"):
+        read_own_videos(csv, probe=probe)
+
+
+def test_evaluating_a_csv_without_ground_truth_columns_asks_for_them(tmp_path, probe):
+    csv = _folder(tmp_path, ["query.mp4,clips/target.mp4"], header="query,target")
+    records = read_own_videos(csv, probe=probe).records
+    with pytest.raises(AnnotationError, match=r"pairs\.csv: evaluation needs .*gt_start and gt_end"):
+        evaluation_inputs(records, str(csv))
+
+
+def test_a_stored_video_shorter_than_the_query_clip_names_the_line(tmp_path, probe):
+    csv = _folder(tmp_path, ["query.mp4,clips/target.mp4,20,31.5,2,8"])
+    with pytest.raises(AnnotationError, match=r"pairs\.csv, line 2: query_window of video 'query' ends at 8 s"):
+        read_own_videos(csv, probe=probe, store_durations={"query": 6.0})

@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from matr.data.records import AnnotationError, PairRecord, clip_to_duration, load_pairs, save_pairs
+from matr.data.records import (
+    AnnotationError,
+    PairRecord,
+    check_against_store,
+    clip_to_duration,
+    evaluation_inputs,
+    load_pairs,
+    save_pairs,
+)
 
 
 def _record(pair_id="p0", **changes):
@@ -23,7 +31,7 @@ def _records():
     return [
         _record("a", query_window=(1.25, 3.0)),
         _record("b", target_window=(5.0, 15.0), windows=((0.1, 9.9),), action_class=7),
-        _record("c", windows=(), action_class=None),
+        _record("c", windows=(), action_class=None, feature_step=0.5333333333333333),
     ]
 
 
@@ -55,7 +63,7 @@ def test_saving_duplicate_pair_ids_fails(tmp_path):
 def test_loading_duplicate_pair_ids_names_both_lines(tmp_path):
     line = json.dumps(_record("a").to_json())
     (tmp_path / "p.jsonl").write_text(f"{line}\n{line}\n")
-    with pytest.raises(AnnotationError, match=r"p\.jsonl, line 2: pair_id 'a' already used on line 1"):
+    with pytest.raises(AnnotationError, match=r"p\.jsonl, line 2: pair 'a' repeats line 1 \(pair ids must be unique\)"):
         load_pairs(tmp_path / "p.jsonl")
 
 
@@ -94,3 +102,43 @@ def test_small_overrun_is_clipped_and_large_one_rejected():
     assert clip_to_duration((9.0, 10.8), 10.0) == (9.0, 10.0)
     with pytest.raises(ValueError, match="beyond the duration 10 s"):
         clip_to_duration((9.0, 11.5), 10.0)
+
+
+def test_feature_step_round_trips_unrounded_and_old_files_without_it_still_load(tmp_path):
+    step = 16 * 100.0 / 3000
+    path = save_pairs([_record("a", feature_step=step)], tmp_path / "p.jsonl")
+    assert load_pairs(path)[0].feature_step == step
+    old = {k: v for k, v in _record("b").to_json().items() if k != "feature_step"}
+    (tmp_path / "old.jsonl").write_text(json.dumps(old) + "\n")
+    assert load_pairs(tmp_path / "old.jsonl")[0].feature_step is None
+
+
+def test_a_zero_length_ground_truth_window_is_refused():
+    with pytest.raises(ValueError, match="positive length"):
+        _record(windows=((3.0, 3.0),))
+    with pytest.raises(ValueError, match="feature_step"):
+        _record(feature_step=0.0)
+
+
+def test_a_target_window_beyond_the_stored_video_names_the_file_and_line(tmp_path):
+    clip = _record("b", target_video="long", target_window=(100.0, 124.0), duration=24.0)
+    path = save_pairs([_record("a"), clip], tmp_path / "p.jsonl")
+    with pytest.raises(AnnotationError, match=r"p\.jsonl, line 2: target_window of video 'long' ends at 124 s, beyond"):
+        load_pairs(path, durations={"t": 10.0, "long": 24.0})
+    assert len(load_pairs(path, durations={"long": 124.5})) == 2  # within the tolerance
+
+
+def test_check_against_store_names_the_source_and_the_record():
+    records = [_record("a"), _record("b", duration=1000.0, windows=((500.0, 600.0),), target_video="long")]
+    with pytest.raises(AnnotationError, match=r"ann\.jsonl, record 2 \(pair 'b'\): duration 1000 s, but target"):
+        check_against_store(records, {"long": 24.0, "t": 10.0}, "ann.jsonl")
+    check_against_store(records, {"t": 10.5}, "ann.jsonl")  # absent videos are not checked
+    with pytest.raises(AnnotationError, match="query_window of video 'q'"):
+        check_against_store([_record("c", query_window=(1.0, 40.0))], {"q": 24.0}, "ann.jsonl")
+
+
+def test_evaluation_inputs_refuse_pairs_without_ground_truth_and_name_the_columns():
+    with pytest.raises(AnnotationError, match=r"pairs\.csv: evaluation needs .* 1 of 2 pairs .*gt_start and gt_end"):
+        evaluation_inputs([_record("a"), _record("c", windows=())], "pairs.csv")
+    truth, steps = evaluation_inputs([_record("a"), _record("b", feature_step=0.5)], "x")
+    assert truth == {"a": ((2.0, 4.5),), "b": ((2.0, 4.5),)} and steps == {"b": 0.5}

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from matr.data.annotations import load_annotations
 from matr.data.records import AnnotationError
 from matr.data.sportsmoments import load_class_names, read_sportsmoments_csv, read_sportsmoments_jsonl
 
@@ -112,6 +113,10 @@ def test_unknown_videos_are_rejected_when_the_known_set_is_given():
         ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": []}, "relevant_windows must be a non-empty list"),
         ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": [[1, 2, 3]]}, "a window must be"),
         ({"qid": "a", "vid": "b", "duration": 10, "relevant_windows": [[4, 2]]}, "window end 2 is before its start 4"),
+        (
+            {"qid": "a", "vid": "b", "duration": 10, "relevant_windows": [[4, 4]]},
+            "a ground-truth window must have positive",
+        ),
     ],
 )
 def test_bad_jsonl_rows_name_file_and_line(tmp_path, row, message):
@@ -125,3 +130,24 @@ def test_invalid_json_line_is_named(tmp_path):
     (tmp_path / "val.jsonl").write_text('{"qid": "x"\n')
     with pytest.raises(AnnotationError, match=r"val\.jsonl, line 1: invalid JSON"):
         read_sportsmoments_jsonl(tmp_path / "val.jsonl")
+
+
+def test_a_header_only_csv_names_the_file_and_line(tmp_path):
+    (tmp_path / "empty.csv").write_text(HEADER)
+    with pytest.raises(AnnotationError, match=r"empty\.csv, line 1: the file holds no rows"):
+        read_sportsmoments_csv(tmp_path / "empty.csv")
+
+
+def test_durations_that_contradict_the_feature_store_name_the_file_and_line(tmp_path):
+    row = {"qid": "a__1_1", "vid": "b__1_2", "duration": 1000.0, "relevant_windows": [[500.0, 600.0]]}
+    path = tmp_path / "claims.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(
+        AnnotationError, match=r"claims\.jsonl, line 1: duration 1000 s, but target video 'b__1_2' is 24 s"
+    ):
+        read_sportsmoments_jsonl(path, durations={"a__1_1": 6.0, "b__1_2": 24.0})
+    csv_path = tmp_path / "claims.csv"
+    csv_path.write_text(HEADER + "a__1_1.mp4,b__1_2.mp4,500,600,1,1000\n")
+    with pytest.raises(AnnotationError, match=r"claims\.csv, line 2: duration 1000 s"):
+        load_annotations(csv_path, durations={"b__1_2": 24.0})
+    assert read_sportsmoments_jsonl(path, durations={"b__1_2": 999.5})[0].duration == 1000.0

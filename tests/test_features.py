@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import json
 import time
@@ -14,7 +14,6 @@ import pytest
 import torch
 from helpers_video import barcode, write_video
 
-from matr import features as features_module
 from matr.features import (
     BACKBONE,
     FeatureStore,
@@ -29,6 +28,8 @@ from matr.features import (
     shard_of,
     video_features,
 )
+from matr.features import clip as clip_module
+from matr.features import store as store_module
 
 SECONDS = {"v0": 2, "v1": 3, "v2": 2, "v3": 2, "v4": 3}
 
@@ -119,7 +120,7 @@ def test_checkpoint_that_does_not_fit_is_rejected_naming_the_file(tmp_path):
 
 
 def test_openai_weights_offline_fail_fast_with_instructions(monkeypatch):
-    monkeypatch.setattr(features_module, "_cached_openai_weights", lambda: None)
+    monkeypatch.setattr(clip_module, "_cached_openai_weights", lambda: None)
     began = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as raised:
         load_clip_encoder("openai", device="cpu", download_available=lambda: False)
@@ -202,7 +203,7 @@ def test_crash_while_writing_an_array_leaves_nothing_behind(tmp_path, monkeypatc
         file.write(b"\x93NUMPY partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(features_module.np, "save", torn_save)
+    monkeypatch.setattr(store_module.np, "save", torn_save)
     with pytest.raises(OSError, match="disk full"):
         store.put("v", result)
     assert not store.has("v") and list((store.root / "features").iterdir()) == []
@@ -253,7 +254,8 @@ def test_shard_comes_from_torchrun_environment(monkeypatch):
 
 
 def test_resuming_with_other_weights_is_an_error(full_store, videos, encoder):
-    other = dataclasses.replace(encoder, weights_tag="openai")
+    other = copy.copy(encoder)
+    other.weights_tag = "openai"
     with pytest.raises(ValueError, match="weights_tag"):
         extract_features(videos, full_store, other, progress=False)
     with pytest.raises(ValueError, match="clip_length"):
@@ -265,3 +267,61 @@ def test_paths_without_ids_are_keyed_by_unique_stems(tmp_path, videos, encoder):
     assert report.extracted == ["v0"]
     with pytest.raises(ValueError, match="unique"):
         extract_features([videos["v0"], tmp_path / "other" / "v0.mp4"], tmp_path / "store", encoder, progress=False)
+
+
+def test_a_lazy_encoder_knows_its_tag_and_builds_on_first_use(monkeypatch):
+    built = []
+
+    def build(seed):
+        built.append(seed)
+        raise RuntimeError("built")
+
+    monkeypatch.setattr(clip_module, "_random_model", build)
+    lazy = load_clip_encoder("random", device="cpu", seed=3, lazy=True)
+    assert lazy.weights_tag == "random-init(seed=3)" and not lazy.built and built == []
+    with pytest.raises(RuntimeError):
+        lazy.build()
+    assert built == [3]
+
+
+def test_random_bytes_as_weights_are_one_line_without_unsafe_advice(tmp_path):
+    path = tmp_path / "random.pt"
+    path.write_bytes(np.random.default_rng(0).bytes(2048))
+    with pytest.raises(ValueError) as raised:
+        load_clip_encoder(path, device="cpu")
+    assert str(path) in str(raised.value) and "weights_only" not in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_changed_video_is_re_extracted_and_the_report_says_why(tmp_path, videos, encoder):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(videos["v0"].read_bytes())
+    store = FeatureStore(tmp_path / "store")
+    extract_features({"clip": video}, store, encoder, progress=False)
+    assert store.load("clip").shape == (1, 512)
+    video.write_bytes(videos["v1"].read_bytes())  # 3 s instead of 2 s: two windows
+    report = extract_features({"clip": video}, store, encoder, progress=False)
+    assert report.extracted == ["clip"] and "changed since its features were extracted" in report.refreshed["clip"]
+    assert FeatureStore(store.root).load("clip").shape == (2, 512)
+    assert len(list((store.root / "features").iterdir())) == 1  # the old array is gone
+
+
+def test_a_store_that_needs_nothing_is_not_locked(full_store, videos, encoder):
+    with full_store.writer():  # another writer holds the lock: a run with nothing to do still succeeds
+        report = extract_features(videos, FeatureStore(full_store.root), encoder, progress=False)
+    assert sorted(report.skipped) == sorted(SECONDS) and not report.extracted
+
+
+def test_video_features_from_a_store_skip_decoding_and_the_backbone(tmp_path, videos, encoder, monkeypatch):
+    fresh = video_features(videos["v1"], encoder, store=tmp_path / "cache")
+    monkeypatch.setattr(encoder, "embed", lambda images: pytest.fail("encoded a cached video"))
+    cached = video_features(videos["v1"], encoder, store=tmp_path / "cache")
+    np.testing.assert_allclose(cached.features, fresh.features, rtol=2e-3, atol=2e-3)
+    assert cached.duration == pytest.approx(fresh.duration) and cached.weights_tag == encoder.weights_tag
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_encoding_matches_the_cpu_within_bf16_precision(encoder):
+    frames = [barcode(index) for index in (1, 2, 3)]
+    on_gpu = load_clip_encoder("random", device="auto", seed=0)
+    assert on_gpu.device.type == "cuda"
+    np.testing.assert_allclose(encode_frames(on_gpu, frames), encode_frames(encoder, frames), rtol=0.05, atol=0.05)

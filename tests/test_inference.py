@@ -34,7 +34,7 @@ class RunFinder(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(1))
         self.shown_query_lengths: list[int] = []
 
-    def forward(self, batch: dict) -> dict:
+    def forward(self, batch: dict, heads_only: bool = False) -> dict:
         target, query = batch["target"], batch["query"]
         assert target.shape[1] <= self.config.max_target_frames and query.shape[1] <= self.config.max_query_frames
         self.shown_query_lengths += batch["query_lengths"].tolist()

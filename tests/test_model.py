@@ -10,7 +10,7 @@ import torch
 
 from matr.align import COSTS, HardAlignment, contrastive_cost, hard_alignment
 from matr.config import ALIGN_COSTS, LossConfig, MATRConfig, ModelConfig, override, preset
-from matr.model import MATR, sinusoidal_positions, span_memory_mask
+from matr.model import MATR, Attention, sinusoidal_positions, span_memory_mask
 
 D = 64  # hidden size of the smoke preset
 
@@ -284,3 +284,27 @@ def test_model_accepts_model_config_or_full_config() -> None:
         == 32
     )
     assert MATR(preset("smoke")).config == preset("smoke").model
+
+
+# --- attention through SDPA, inference without the alignment losses --------------------------
+
+
+def test_attention_equals_multihead_attention_with_the_same_weights() -> None:
+    torch.manual_seed(0)
+    reference = torch.nn.MultiheadAttention(D, 4, batch_first=True).eval()
+    attention = Attention(D, 4, dropout=0.0).eval()
+    attention.load_state_dict(reference.state_dict())  # same parameter names: checkpoints load unchanged
+    query, key = torch.randn(3, 7, D), torch.randn(3, 11, D)
+    padding = torch.zeros(3, 11, dtype=torch.bool)
+    padding[1, 6:] = True
+    expected = reference(query, key, key, key_padding_mask=padding, need_weights=False)[0]
+    torch.testing.assert_close(attention(query, key, key, padding), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_heads_only_skips_the_losses_and_a_pre_but_not_the_heads(planted_batch) -> None:
+    batch, model = planted_batch(num_pairs=3, seed=5), _model().eval()
+    with torch.no_grad():
+        full, heads = model(batch), model(batch, heads_only=True)
+    assert heads["align_pre"] is None and heads["align_post"] is None and heads["A_pre"] is None
+    assert heads["A_post"] is not None, "the decoder still needs its span"
+    assert torch.equal(heads["fg_logits"], full["fg_logits"]) and torch.equal(heads["offsets"], full["offsets"])

@@ -1,15 +1,15 @@
 """The notebook series, executed top to bottom under the ``smoke`` profile with pytest-notebook (CI).
 
-How the parameters reach the notebooks: :func:`matr.notebooks.prepare_notebook` injects
+How the parameters reach the notebooks: :func:`matr.reporting.runner.prepare_notebook` injects
 ``notebook_parameters("smoke", workdir, artifacts)`` (absolute paths into module-scoped temporary
 folders) into a copy of each notebook with papermill's ``prepare_only=True``, exactly as
 ``matr report`` does before executing; the ``nb_regression`` fixture then executes that copy with
-``exec_cwd`` = ``notebooks/`` and ``diff_ignore`` = :data:`matr.notebooks.NB_DIFF_IGNORE` (committed
+``exec_cwd`` = ``notebooks/`` and ``diff_ignore`` = :data:`matr.reporting.runner.NB_DIFF_IGNORE` (committed
 notebooks carry no outputs to compare with, which ``tests/test_notebook_hygiene.py`` enforces).
 
 The notebooks run in series order and share one working folder: later notebooks reuse the features
 and checkpoints earlier ones wrote, as in a real run, so a failing notebook also fails those after
-it. Each notebook must leave the artifacts :data:`matr.report.EXPECTED_ARTIFACTS` lists for it,
+it. Each notebook must leave the artifacts :data:`matr.reporting.artifacts.EXPECTED_ARTIFACTS` lists for it,
 and the report must build from the whole set. About 3-6 minutes on 2 CPU cores.
 """
 
@@ -21,8 +21,15 @@ from typing import Any
 import pytest
 
 from matr.experiments import TABLES
-from matr.notebooks import HEADLESS_ENV, NB_DIFF_IGNORE, discover_notebooks, notebook_parameters, prepare_notebook
-from matr.report import EXPECTED_ARTIFACTS, build_report, missing_artifacts
+from matr.reporting.artifacts import EXPECTED_ARTIFACTS, missing_artifacts
+from matr.reporting.report import build_report
+from matr.reporting.runner import (
+    HEADLESS_ENV,
+    NB_DIFF_IGNORE,
+    discover_notebooks,
+    notebook_parameters,
+    prepare_notebook,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +70,7 @@ def test_notebook_runs_under_smoke_and_writes_its_artifacts(
 def test_report_builds_from_the_artifacts_of_the_series(series: dict[str, Path]) -> None:
     assert missing_artifacts(series["artifacts"]) == {}
     text = build_report(series["report"], series["artifacts"], "smoke").read_text(encoding="utf-8")
-    assert text.startswith("**Backbone weights: `random-init")
+    assert text.startswith("**Backbone:** `random-init")
     assert all(spec.title in text for spec in TABLES.values())
     assert "Not produced" not in text
     assert (series["report"] / "report.html").is_file()

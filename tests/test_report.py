@@ -1,40 +1,29 @@
-"""The report builder (matr.report) and the notebook runner (matr.notebooks).
+"""The report (matr.reporting.report, .artifacts, .render, .sections), built from hand-made artifacts.
 
-Report tests build a report from hand-made artifacts that follow the ARTIFACT CONTRACT of
-``matr.report``. Runner tests write throwaway notebooks with nbformat and execute them on a real
-kernel (``python3``, which jupyter_client resolves to the interpreter running the tests, i.e.
-``.venv/bin/python``); each kernel start costs about a second, so there are few of them.
-
-How CI passes parameters to pytest-notebook: ``matr.notebooks.prepare_notebook`` injects the smoke
-profile's parameters (``notebook_parameters("smoke", workdir=tmp/..., artifacts=tmp/...)``, absolute
-paths) into a copy with papermill's ``prepare_only=True``; the ``nb_regression`` fixture executes
-that copy with ``exec_cwd`` = the source notebook's folder and ``diff_ignore`` =
-``matr.notebooks.NB_DIFF_IGNORE``. ``test_prepared_copy_runs_under_nb_regression`` pins this wiring.
+The artifacts follow the ARTIFACT CONTRACT of :mod:`matr.reporting.artifacts`: metric cells
+``{"value", "ci", "std", "seeds"}``, verdicts per claimed ordering, ``choices.json`` entries of
+:class:`matr.choices.Choice`. The HTML page is checked as a browser would read it: its visible text,
+its images and its links.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import json
-import sys
+import re
+import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from matr.metrics import METRIC_DESCRIPTIONS
-from matr.notebooks import (
-    NB_DIFF_IGNORE,
-    NotebookFailed,
-    discover_notebooks,
-    make_report,
-    notebook_parameters,
-    prepare_notebook,
-    run_notebooks,
-    select,
-)
-from matr.report import EXPECTED_ARTIFACTS, ReportError, build_report
+from matr.provenance import DIRTY_SUFFIX, git_commit
+from matr.reporting.artifacts import EXPECTED_ARTIFACTS, ReportError
+from matr.reporting.render import prose
+from matr.reporting.report import build_report, format_cell
 
 RANDOM_TAG = "random-init(seed=0)"
 
@@ -42,37 +31,30 @@ RANDOM_TAG = "random-init(seed=0)"
 # --- Hand-made artifacts ------------------------------------------------------------------------
 
 
-def _provenance(weights_tag: str, profile: str, dataset: str, split: str | None = "test") -> dict[str, Any]:
-    record = {
+def _provenance(weights_tag: str, profile: str, dataset: str, commit: str = "abc1234") -> dict[str, Any]:
+    return {
         "profile": profile,
         "seed": 0,
         "weights_tag": weights_tag,
         "dataset": dataset,
-        "random_init_backbone": weights_tag.startswith("random-init"),
-        "git_commit": "abc1234",
+        "split": "test",
+        "git_commit": commit,
         "hardware": {"processor": "x86_64", "cpu_count": 2, "torch": "2.14.1"},
         "created": "2026-01-01T00:00:00+00:00",
     }
-    if split is not None:
-        record["split"] = split
-    return record
 
 
-def _table(table: str, paper_match: list[str], rows: list[dict[str, Any]], prov: dict[str, Any]) -> dict[str, Any]:
+def _cell(value: float, low: float, high: float, std: float | None = None, seeds: int = 1) -> dict[str, Any]:
+    return {"value": value, "ci": [low, high], "std": std, "seeds": seeds}
+
+
+def _metrics(miou: float, r1: float, seeds: int = 1) -> dict[str, Any]:
+    std = 1.25 if seeds > 1 else None
     return {
-        "table": table,
-        "title": f"Our {table}",
-        "caption": f"Caption of {table}.",
-        "dataset": prov["dataset"],
-        "split": "test",
-        "paper_match": paper_match,
-        "rows": rows,
-        "provenance": prov,
+        "mIoU": _cell(miou, miou - 2, miou + 2, std, seeds),
+        "R1@0.5": _cell(r1, r1 - 3, r1 + 3, std, seeds),
+        "VRL_IoU_mean": 4.0,
     }
-
-
-def _metrics(miou: float, r1: float) -> dict[str, float]:
-    return {"mIoU": miou, "R1@0.5": r1, "VRL_IoU_mean": 4.0, "num_pairs": 12}
 
 
 TABLES = {
@@ -80,7 +62,7 @@ TABLES = {
         "table1_main",
         ["method", "variant"],
         [
-            {"label": "MATR, trained", "method": "MATR", "variant": "Trained+V", "metrics": _metrics(11.11, 21.0)},
+            {"label": "MATR, trained", "method": "MATR", "variant": "Trained+V", "metrics": _metrics(11.11, 21.0, 3)},
             {"label": "Random", "method": "Random", "variant": "-", "metrics": _metrics(3.0, 5.0)},
         ],
     ),
@@ -108,6 +90,35 @@ TABLES = {
         [{"label": "soft-DTW", "alignment": "soft-DTW", "metrics": _metrics(15.0, 25.0)}],
     ),
 }
+VERDICT = {
+    "claim": "both alignments beat **neither",
+    "a": "both alignments",
+    "b": "no paper row",
+    "metric": "R1@0.5",
+    "diff": 20.0,
+    "ci": [12.5, 27.25],
+    "verdict": "holds",
+}
+CHOICE = {
+    "name": "soft-min gamma",
+    "value": "0.1",
+    "reason": "the paper: `selected empirically`",
+    "module": "matr.align",
+}
+
+
+def _table(key: str, paper_match: list[str], rows: list[dict[str, Any]], prov: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "table": key,
+        "title": f"Our {key}",
+        "caption": f"Caption of {key}: see :func:`matr.experiments.tables.get_table` and **bold.",
+        "dataset": prov["dataset"],
+        "split": "test",
+        "paper_match": paper_match,
+        "rows": [{**row, "num_pairs": 300} for row in rows],
+        "verdicts": [VERDICT] if key == "table2_dual_alignment" else [],
+        "provenance": prov,
+    }
 
 
 def write_artifacts(
@@ -116,22 +127,22 @@ def write_artifacts(
     profile: str = "smoke",
     dataset: str = "synthetic-tiny",
     skip: tuple[str, ...] = (),
+    commit: str = "abc1234",
 ) -> Path:
     """Every planned notebook's artifacts under ``root``; ``skip``: ``"stem/file"`` entries not to write."""
     files: dict[str, Any] = {}
     for stem in EXPECTED_ARTIFACTS:
-        files[f"{stem}/provenance.json"] = _provenance(weights_tag, profile, dataset)
+        files[f"{stem}/provenance.json"] = _provenance(weights_tag, profile, dataset, commit)
     for stem, (key, match, rows) in TABLES.items():
-        files[f"{stem}/table.json"] = _table(key, match, rows, _provenance(weights_tag, profile, dataset))
+        files[f"{stem}/table.json"] = _table(key, match, rows, _provenance(weights_tag, profile, dataset, commit))
     files["09_qualitative_figures/figures.json"] = [
-        {"file": "example.png", "title": "A retrieved moment", "caption": "Query and top-1 moment."}
+        {"file": "example.png", "title": "A retrieved moment", "caption": "Query and `top-1` moment."}
     ]
     files["03_finetuning/figures.json"] = [
         {"file": "loss.png", "title": "Finetuning loss", "caption": "Per epoch.", "kind": "curves"}
     ]
-    files["03_finetuning/choices.json"] = [
-        {"what": "checkpoint evaluated", "choice": "the last epoch", "where": "matr.profiles"}
-    ]
+    files["03_finetuning/choices.json"] = [CHOICE, {**CHOICE, "name": "NMS threshold", "module": "matr.postprocess"}]
+    files["05_table2_dual_alignment/choices.json"] = [CHOICE]
     for path, data in files.items():
         if path not in skip:
             (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +152,7 @@ def write_artifacts(
     for stem in ("02_pretraining", "03_finetuning"):
         if f"{stem}/curves.csv" not in skip:
             with open(root / stem / "curves.csv", "w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerows([["run", "epoch", "loss"], ["main", 0, 2.5], ["main", 1, 0.123456]])
+                csv.writer(handle).writerows([["run", "epoch", "loss"], ["main", 0, 2.5], ["main", 1, 0.123456]])
     return root
 
 
@@ -162,50 +172,130 @@ def _table_row(markdown: str, label: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
-# --- Report -------------------------------------------------------------------------------------
+def _header_of(markdown: str, title: str) -> list[str]:
+    section = markdown.split(f"### {title}")[1]
+    line = next(line for line in section.splitlines() if line.startswith("| row |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
-def test_random_init_backbone_is_stated_in_bold_on_the_first_line(report_dir: Path) -> None:
+class _Page(HTMLParser):
+    """What a browser shows: visible text, image sources, link targets, scripts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.scripts = 0
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        self.images += [values["src"] or ""] if tag == "img" else []
+        self.links += [values["href"] or ""] if tag == "a" else []
+        self.scripts += tag == "script"
+        self._hidden += tag in ("style", "title", "script")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._hidden -= tag in ("style", "title", "script")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.text.append(data)
+
+
+def _page(page: str) -> _Page:
+    parsed = _Page()
+    parsed.feed(page)
+    return parsed
+
+
+# --- First line ---------------------------------------------------------------------------------
+
+
+def test_first_line_names_a_random_init_backbone_and_the_data(report_dir: Path) -> None:
     readme, page = _build(report_dir)
     first = readme.splitlines()[0]
-    assert first.startswith(f"**Backbone weights: `{RANDOM_TAG}`") and first.endswith("**")
-    assert "random-init CLIP backbone on synthetic demo data" in first and "NOT comparable" in first
+    assert first.startswith(f"**Backbone:** `{RANDOM_TAG}`") and "NOT comparable" in first
+    assert "data: `synthetic-tiny`" in first
     body = page.split("<body>")[1].lstrip()
-    assert body.startswith("<p><strong>Backbone weights: <code>random-init(seed=0)</code>")
+    assert body.startswith(f"<p><strong>Backbone:</strong> <code>{html.escape(RANDOM_TAG, quote=False)}</code>")
 
 
-def test_openai_backbone_first_line_states_the_tag_without_warning(report_dir: Path) -> None:
+def test_first_line_names_another_offline_backbone_as_not_the_papers(report_dir: Path) -> None:
+    readme, _ = _build(report_dir, weights_tag="dinov2-small:offline", dataset="synthetic-demo")
+    first = readme.splitlines()[0]
+    assert "`dinov2-small:offline`" in first and "not the paper's CLIP" in first and "`synthetic-demo`" in first
+
+
+def test_first_line_of_the_papers_backbone_carries_no_warning(report_dir: Path) -> None:
     readme, _ = _build(report_dir, weights_tag="openai", dataset="SportsMoments")
     first = readme.splitlines()[0]
-    assert "`openai`" in first
-    assert "**" not in first and "not comparable" not in first.lower()
+    assert "`openai`" in first and "as in the paper" in first and "not comparable" not in first.lower()
 
 
-def test_paper_numbers_stand_next_to_ours_in_matched_rows(report_dir: Path) -> None:
+# --- Tables -------------------------------------------------------------------------------------
+
+
+def test_each_paper_column_stands_right_after_our_same_metric(report_dir: Path) -> None:
+    readme, _ = _build(report_dir)
+    assert _header_of(readme, "Our table2_dual_alignment") == [
+        "row",
+        "pairs",
+        "ours mIoU",
+        "paper AN mIoU",
+        "paper SM mIoU",
+        "ours R1@0.5",
+        "paper AN R1@0.5",
+        "paper SM R1@0.5",
+        "ours VRL_IoU_mean",
+    ]
+
+
+def test_numbers_carry_their_confidence_interval_and_the_paper_its_row(report_dir: Path) -> None:
     readme, page = _build(report_dir)
-    # columns: row, ours mIoU, ours R1@0.5, ours VRL_IoU_mean, ours num_pairs, paper AN/SM mIoU/R1
     assert _table_row(readme, "both alignments") == [
         "both alignments",
-        "12.3",
-        "22.0",
-        "4.0",
-        "12",
+        "300",
+        "12.3 [10.3, 14.3]",
         "53.2",
-        "54.8",
         "56.2",
+        "22.0 [19.0, 25.0]",
+        "54.8",
         "52.7",
+        "4.0",
     ]
-    assert _table_row(readme, "no paper row")[-4:] == ["—"] * 4
-    assert _table_row(readme, "MATR, trained")[-4:] == ["53.2", "54.8", "56.2", "52.7"]
-    assert _table_row(readme, "Random")[-4:] == ["7.3", "16.2", "—", "—"]
-    assert "<td>12.3</td><td>22.0</td><td>4.0</td><td>12</td><td>53.2</td>" in page
+    assert _table_row(readme, "no paper row")[3:5] == ["—", "—"]
+    assert _table_row(readme, "Random")[3:5] == ["7.3", "—"]
+    assert '<td>12.3 [10.3, 14.3]</td><td class="paper">53.2</td>' in page
 
 
-def test_each_column_says_which_metric_it_is(report_dir: Path) -> None:
+def test_rows_of_several_seeds_show_mean_and_std(report_dir: Path) -> None:
     readme, _ = _build(report_dir)
-    assert f"ours mIoU: {METRIC_DESCRIPTIONS['mIoU']}" in readme
-    assert f"ours R1@0.5: {METRIC_DESCRIPTIONS['R1@0.5']}" in readme
-    assert "VRL 'IoU/mean'" in readme
+    assert _table_row(readme, "MATR, trained")[2] == "11.1 ± 1.2 [9.1, 13.1]"
+    assert "Seeds: 3 for MATR, trained; 1 for Random." in readme
+    assert format_cell({"value": 50.0, "ci": None, "std": 2.0, "seeds": 1}, "mIoU") == "50.0"
+
+
+def test_each_claimed_ordering_gets_a_verdict_line(report_dir: Path) -> None:
+    readme, _ = _build(report_dir)
+    table2 = readme.split("### Our table2_dual_alignment")[1].split("###")[0]
+    lines = [line for line in table2.splitlines() if "→" in line]
+    assert lines == ["- both alignments beat neither: difference in `R1@0.5` +20.0 [+12.5, +27.2] → **holds**"]
+    assert "→" not in readme.split("### Our table1_main")[1].split("###")[0]
+
+
+def test_the_glossary_appears_once(report_dir: Path) -> None:
+    readme, _ = _build(report_dir)
+    assert readme.count("## Glossary") == 1
+    assert readme.count(METRIC_DESCRIPTIONS["mIoU"]) == 1 and readme.count(METRIC_DESCRIPTIONS["R1@0.5"]) == 1
+    assert "95% bootstrap confidence interval" in readme.split("## Results")[0]
+
+
+def test_wide_tables_scroll_inside_their_own_box(report_dir: Path) -> None:
+    _, page = _build(report_dir)
+    assert ".scroll{overflow-x:auto" in page
+    assert page.count('<div class="scroll"><table>') == page.count("<table>")
 
 
 def test_a_row_matching_several_paper_rows_is_an_error(report_dir: Path) -> None:
@@ -218,14 +308,33 @@ def test_a_row_matching_several_paper_rows_is_an_error(report_dir: Path) -> None
         build_report(report_dir, artifacts, "smoke")
 
 
-def test_an_unknown_metric_is_an_error_naming_the_file(report_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t["rows"][0]["metrics"].update({"R1@50": 1.0}), r"row 0: unknown metric.*R1@50"),
+        (lambda t: t["rows"][0]["metrics"]["mIoU"].pop("ci"), r"row 0, metric 'mIoU': missing field\(s\) \['ci'\]"),
+        (
+            lambda t: t["rows"][0]["metrics"]["mIoU"].update(ci=[1.0]),
+            r"row 0, metric 'mIoU': 'ci' must be \[low, high\]",
+        ),
+        (
+            lambda t: t["rows"][0]["metrics"]["mIoU"].update(seeds=0),
+            r"row 0, metric 'mIoU': 'seeds' must be a positive integer",
+        ),
+        (lambda t: t["verdicts"].append({**VERDICT, "b": "ghost"}), r"verdict 1: row\(s\) \['ghost'\] are not rows"),
+    ],
+)
+def test_malformed_tables_are_errors_naming_file_and_field(report_dir: Path, change: Any, message: str) -> None:
     artifacts = write_artifacts(report_dir / "artifacts")
-    path = artifacts / "08_table5_alignment_methods" / "table.json"
+    path = artifacts / "05_table2_dual_alignment" / "table.json"
     table = json.loads(path.read_text())
-    table["rows"][0]["metrics"]["R1@50"] = 1.0
+    change(table)
     path.write_text(json.dumps(table))
-    with pytest.raises(ReportError, match=r"08_table5_alignment_methods/table\.json, row 0: unknown metric.*R1@50"):
+    with pytest.raises(ReportError, match=r"05_table2_dual_alignment/table\.json, " + message):
         build_report(report_dir, artifacts, "smoke")
+
+
+# --- Completeness and consistency ---------------------------------------------------------------
 
 
 def test_missing_artifacts_raise_an_error_naming_each(report_dir: Path) -> None:
@@ -253,21 +362,55 @@ def test_artifacts_of_another_profile_are_refused(report_dir: Path) -> None:
         build_report(report_dir, artifacts, "demo")
 
 
-def test_artifacts_with_different_weights_tags_are_refused(report_dir: Path) -> None:
+def test_artifacts_with_different_backbone_tags_are_refused(report_dir: Path) -> None:
     artifacts = write_artifacts(report_dir / "artifacts")
     (artifacts / "01_data_curation" / "provenance.json").write_text(
         json.dumps(_provenance("openai", "smoke", "synthetic-tiny"))
     )
-    with pytest.raises(ReportError, match="disagree on the backbone weights tag"):
+    with pytest.raises(ReportError, match="disagree on the backbone tag"):
         build_report(report_dir, artifacts, "smoke")
 
 
-def test_figures_are_linked_by_path_relative_to_the_report(report_dir: Path) -> None:
+# --- The page a browser shows -------------------------------------------------------------------
+
+
+def test_no_raw_markup_reaches_the_page(report_dir: Path) -> None:
+    _, page = _build(report_dir)
+    visible = "".join(_page(page).text)
+    assert "Caption of table1_main" in visible and "matr.experiments.tables.get_table" in visible
+    for mark in ("**", "`", ":func:"):
+        assert mark not in visible, mark
+
+
+def test_prose_turns_roles_backticks_and_bold_into_spans_and_drops_stray_marks() -> None:
+    spans = prose("see :func:`f` and ``g`` or `h`, **bold** and **stray")
+    assert [(s.kind, s.text) for s in spans] == [
+        ("plain", "see "),
+        ("code", "f"),
+        ("plain", " and "),
+        ("code", "g"),
+        ("plain", " or "),
+        ("code", "h"),
+        ("plain", ", "),
+        ("bold", "bold"),
+        ("plain", " and stray"),
+    ]
+
+
+def test_every_image_and_link_is_a_relative_path_that_exists(report_dir: Path) -> None:
+    _, page = _build(report_dir)
+    parsed = _page(page)
+    assert parsed.images and parsed.scripts == 0
+    for target in parsed.images + parsed.links:
+        assert not re.match(r"^[a-z]+:|^/", target), target
+        assert (report_dir / target).exists(), target
+
+
+def test_figures_sit_in_grids_under_their_section(report_dir: Path) -> None:
     readme, page = _build(report_dir)
     assert "![A retrieved moment](artifacts/09_qualitative_figures/example.png)" in readme
-    assert '<img src="artifacts/09_qualitative_figures/example.png"' in page
-    training = readme.split("## Training curves")[1]
-    assert "(artifacts/03_finetuning/loss.png)" in training
+    assert "(artifacts/03_finetuning/loss.png)" in readme.split("## Training curves")[1]
+    assert '<div class="grid">\n<figure>\n<img src="artifacts/09_qualitative_figures/example.png"' in page
 
 
 def test_training_curves_show_each_runs_last_epoch(report_dir: Path) -> None:
@@ -275,9 +418,20 @@ def test_training_curves_show_each_runs_last_epoch(report_dir: Path) -> None:
     assert _table_row(readme.split("### `03_finetuning`")[1], "main") == ["main", "1", "0.1235"]
 
 
-def test_choices_where_the_paper_is_silent_are_listed(report_dir: Path) -> None:
+# --- Choices and provenance ---------------------------------------------------------------------
+
+
+def test_choices_are_credited_to_every_notebook_that_lists_them(report_dir: Path) -> None:
     readme, _ = _build(report_dir)
-    assert "**checkpoint evaluated**: the last epoch (matr.profiles; `03_finetuning`)" in readme
+    choices = readme.split("## Choices where the paper is silent")[1].split("## Provenance")[0]
+    assert _table_row(choices, "soft-min gamma") == [
+        "soft-min gamma",
+        "0.1",
+        "the paper: `selected empirically`",
+        "`matr.align`",
+        "`03_finetuning`, `05_table2_dual_alignment`",
+    ]
+    assert _table_row(choices, "NMS threshold")[-2:] == ["`matr.postprocess`", "`03_finetuning`"]
 
 
 def test_provenance_lists_commit_seed_data_hardware_and_notebook_times(report_dir: Path) -> None:
@@ -290,9 +444,9 @@ def test_provenance_lists_commit_seed_data_hardware_and_notebook_times(report_di
     readme, _ = _build(report_dir)
     provenance = readme.split("## Provenance")[1]
     for text in (
-        "git commit: `abc1234`",
+        "git commit: `abc1234` (a clean working tree)",
         "seed: `0`",
-        f"weights tag: `{RANDOM_TAG}`",
+        f"backbone tag: `{RANDOM_TAG}`",
         "dataset: `synthetic-tiny`; split: `test`",
         "hardware: processor x86_64, cpu_count 2",
     ):
@@ -301,153 +455,29 @@ def test_provenance_lists_commit_seed_data_hardware_and_notebook_times(report_di
     assert _table_row(provenance, "01_data_curation")[1] == "—"
 
 
+def test_provenance_says_when_the_tree_had_uncommitted_changes(report_dir: Path) -> None:
+    readme, _ = _build(report_dir, commit="abc1234-dirty")
+    assert "git commit: `abc1234-dirty` (dirty: the working tree had uncommitted changes" in readme
+
+
 def test_same_artifacts_give_the_same_report(report_dir: Path) -> None:
     first, _ = _build(report_dir)
     second = build_report(report_dir, report_dir / "artifacts", "smoke").read_text()
     assert first == second
 
 
-# --- Runner: finding and selecting notebooks (no kernel) ----------------------------------------
+def test_commit_is_marked_dirty_by_code_changes_but_not_by_the_reports_a_run_writes(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
 
-PARAMETERS_CELL = (
-    'profile: str = "smoke"\nworkdir: str = "."\nartifacts: str = "."\nseed: int = 0\ndevice: str = "auto"'
-)
-
-
-def write_notebook(path: Path, *cells: str, parameters: str = PARAMETERS_CELL) -> Path:
-    """A notebook with a markdown cell, a ``parameters`` cell, then code ``cells``."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters_cell = nbformat.v4.new_code_cell(parameters)
-    parameters_cell.metadata["tags"] = ["parameters"]
-    notebook.cells = [
-        nbformat.v4.new_markdown_cell(f"# {path.stem}"),
-        parameters_cell,
-        *(nbformat.v4.new_code_cell(source) for source in cells),
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, path)
-    return path
-
-
-LOG_CELL = (
-    "import os, sys\nfrom pathlib import Path\n"
-    "with open(Path(workdir) / 'log.txt', 'a') as f:\n"
-    "    f.write(f'{Path(os.getcwd()).name} {profile} {seed} {sys.executable}\\n')"
-)
-
-
-def _series(folder: Path, *names: str) -> list[Path]:
-    return [write_notebook(folder / f"{name}.ipynb", LOG_CELL) for name in names]
-
-
-def test_notebooks_are_discovered_in_numeric_order(tmp_path: Path) -> None:
-    _series(tmp_path, "10_late", "02_early", "01_first")
-    (tmp_path / "scratch.ipynb").write_text("{}")
-    assert [p.name for p in discover_notebooks(tmp_path)] == ["01_first.ipynb", "02_early.ipynb", "10_late.ipynb"]
-
-
-def test_select_by_number_stem_or_name(tmp_path: Path) -> None:
-    series = _series(tmp_path, "01_data", "02_train", "03_table")
-    assert select(series, from_="02") == series[1:]
-    assert select(series, only="03_table,1") == [series[0], series[2]]
-    assert select(series, only=["train"]) == [series[1]]
-    with pytest.raises(ValueError, match="no notebook '04'.*available: 01_data, 02_train, 03_table"):
-        select(series, only="04")
-
-
-def test_unknown_parameter_is_refused_before_any_notebook_runs(tmp_path: Path) -> None:
-    first = write_notebook(tmp_path / "nb" / "01_a.ipynb", LOG_CELL)
-    second = write_notebook(tmp_path / "nb" / "02_b.ipynb", LOG_CELL, parameters='workdir: str = "."')
-    with pytest.raises(ValueError, match=r"02_b.ipynb: unknown parameter\(s\) \['seed'\]"):
-        run_notebooks([first, second], tmp_path / "out", {"workdir": str(tmp_path), "seed": 3})
-    assert not (tmp_path / "log.txt").exists() and not (tmp_path / "out").exists()
-
-
-def test_notebook_parameters_use_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    parameters = notebook_parameters("smoke", "runs/smoke", "reports/artifacts", seed=3)
-    assert parameters == {
-        "profile": "smoke",
-        "workdir": str(tmp_path / "runs/smoke"),
-        "artifacts": str(tmp_path / "reports/artifacts"),
-        "seed": 3,
-        "device": "auto",
-    }
-
-
-# --- Runner: executing on a real kernel ---------------------------------------------------------
-
-
-def test_notebooks_run_in_order_in_their_folder_with_injected_parameters(tmp_path: Path) -> None:
-    series = _series(tmp_path / "nb", "01_a", "02_b")
-    runs = run_notebooks(series, tmp_path / "out", {"workdir": str(tmp_path), "profile": "demo", "seed": 7})
-    assert (tmp_path / "log.txt").read_text().splitlines() == [f"nb demo 7 {sys.executable}"] * 2
-    assert [run.executed for run in runs] == [tmp_path / "out" / "notebooks" / f"{n}.ipynb" for n in ("01_a", "02_b")]
-    executed = nbformat.read(runs[0].executed, as_version=4)
-    assert "injected-parameters" in executed.cells[2].metadata["tags"]
-    timings = json.loads((tmp_path / "out" / "timings.json").read_text())
-    assert set(timings) == {"01_a", "02_b"} and timings["01_a"]["profile"] == "demo"
-    assert not list((tmp_path / "out" / "notebooks").glob(".*"))
-
-
-def test_failing_notebook_stops_the_run_naming_notebook_and_cell(tmp_path: Path) -> None:
-    first = write_notebook(tmp_path / "nb" / "01_ok.ipynb", LOG_CELL)
-    failing = write_notebook(tmp_path / "nb" / "02_fails.ipynb", "x = 1", "raise ValueError(f'boom {seed}')")
-    last = write_notebook(tmp_path / "nb" / "03_never.ipynb", LOG_CELL)
-    out = tmp_path / "out" / "notebooks"
-    with pytest.raises(NotebookFailed) as caught:
-        run_notebooks([first, failing, last], tmp_path / "out", {"workdir": str(tmp_path), "seed": 5})
-    message = str(caught.value)
-    assert "02_fails.ipynb failed at cell 3" in message and "ValueError: boom 5" in message
-    assert caught.value.cell_index == 3 and caught.value.executed_copy == out / "failed" / "02_fails.ipynb"
-    assert (out / "01_ok.ipynb").is_file() and (out / "failed" / "02_fails.ipynb").is_file()
-    assert not (out / "02_fails.ipynb").exists() and not (out / "03_never.ipynb").exists()
-    assert len((tmp_path / "log.txt").read_text().splitlines()) == 1
-    assert set(json.loads((tmp_path / "out" / "timings.json").read_text())) == {"01_ok"}
-
-
-def test_rerunning_one_notebook_updates_only_its_timing(tmp_path: Path) -> None:
-    series = _series(tmp_path / "nb", "01_a", "02_b")
-    timings = tmp_path / "out" / "timings.json"
-    timings.parent.mkdir()
-    timings.write_text(json.dumps({"01_a": {"seconds": 123.0}, "02_b": {"seconds": 456.0}}))
-    run_notebooks(select(series, only="2"), tmp_path / "out", {"workdir": str(tmp_path)})
-    merged = json.loads(timings.read_text())
-    assert merged["01_a"] == {"seconds": 123.0} and merged["02_b"]["seconds"] < 456.0
-
-
-PROVENANCE_CELL = (
-    "import json\nfrom pathlib import Path\n"
-    "folder = Path(artifacts) / '01_data_curation'\nfolder.mkdir(parents=True)\n"
-    "record = {'profile': profile, 'seed': seed, 'weights_tag': 'random-init(seed=0)', "
-    "'dataset': 'synthetic-tiny', 'workdir': workdir}\n"
-    "(folder / 'provenance.json').write_text(json.dumps(record))"
-)
-
-
-def test_make_report_runs_the_selection_and_builds_a_partial_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)  # the defaults: notebooks/, reports/, runs/<profile>
-    write_notebook(tmp_path / "notebooks" / "01_data_curation.ipynb", PROVENANCE_CELL)
-    write_notebook(tmp_path / "notebooks" / "02_pretraining.ipynb", "raise RuntimeError('not selected')")
-    readme = make_report("smoke", only="1")
-    text = readme.read_text()
-    assert text.startswith(f"**Backbone weights: `{RANDOM_TAG}`")
-    assert "`02_pretraining`: provenance.json, curves.csv" in text
-    record = json.loads((tmp_path / "reports/artifacts/01_data_curation/provenance.json").read_text())
-    assert record["workdir"] == str(tmp_path / "runs" / "smoke") and record["seed"] == 0
-    assert set(json.loads((tmp_path / "reports" / "timings.json").read_text())) == {"01_data_curation"}
-    assert (tmp_path / "reports" / "notebooks" / "01_data_curation.ipynb").is_file()
-
-
-def test_prepared_copy_runs_under_nb_regression(tmp_path: Path, nb_regression: Any) -> None:
-    notebook = write_notebook(tmp_path / "nb" / "01_a.ipynb", LOG_CELL, "print('hello')")
-    parameters = notebook_parameters("smoke", tmp_path / "work", tmp_path / "artifacts", seed=2)
-    (tmp_path / "work").mkdir()
-    prepared = prepare_notebook(notebook, tmp_path / "prepared", parameters)
-    nb_regression.diff_ignore = NB_DIFF_IGNORE
-    nb_regression.exec_cwd = str(notebook.parent)
-    nb_regression.check(str(prepared))
-    assert (tmp_path / "work" / "log.txt").read_text().split()[:3] == ["nb", "smoke", "2"]
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "README.md").write_text("old")
+    git("add", "-A")
+    git("commit", "-q", "-m", "first")
+    (tmp_path / "reports" / "README.md").write_text("regenerated")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "features.npy").write_text("x")
+    clean = git_commit(tmp_path)
+    (tmp_path / "new_module.py").write_text("x = 1")
+    assert re.fullmatch(r"[0-9a-f]{40}", clean) and git_commit(tmp_path) == clean + DIRTY_SUFFIX

@@ -1,367 +1,163 @@
-import dataclasses
-import hashlib
-import json
-from pathlib import Path
+"""Synthetic data v2 (:mod:`matr.synthetic`): plan, rendering, reference statistics, retrieval diagnostic."""
 
-import av
+from __future__ import annotations
+
+import csv
+import dataclasses
+
 import numpy as np
 import pytest
 
-from matr.data import synthetic
-from matr.data.synthetic import ACTION_CLASSES, CLASS_SPLIT, PROFILES, SPLITS, SyntheticProfile
+from matr.data.annotations import load_annotations
+from matr.data.sportsmoments import CSV_FIELDS
+from matr.features.video import num_windows, probe_video
+from matr.io import read_jsonl
+from matr.synthetic import CLASS_SPLIT, CLASSES, PROFILES, SPLITS, example_pair, plan_dataset, render_dataset
+from matr.synthetic.plan import SyntheticProfile
+from matr.synthetic.reference import annotation_statistics
+from matr.synthetic.retrieval import dataset_frame_retrieval, frame_retrieval, window_mask
+from matr.synthetic.scenes import POOL
 
-MICRO = SyntheticProfile(
-    "micro",
-    classes_per_split=(1, 1, 1),
-    targets_per_class=(1, 1, 1),
-    queries_per_target=1,
-    target_seconds=(8, 8),
-    moment_seconds=(2.0, 4.0),
-    query_seconds=(2.0, 3.0),
-    distractors=(1, 1),
-)
-SMALL = dataclasses.replace(
-    PROFILES["tiny"],
-    name="small",
-    targets_per_class=(1, 1, 1),
-    target_seconds=(10, 12),
-    moment_seconds=(3.0, 6.0),
-    query_seconds=(2.0, 4.0),
-    decoys=(1, 1),
-)
-DECOYED = dataclasses.replace(
-    MICRO,
-    name="decoyed",
-    classes_per_split=(6, 3, 3),
-    target_seconds=(16, 16),
-    moment_seconds=(2.0, 4.0),
-    distractors=(0, 2),
-    decoys=(1, 1),
-)
-DECOY_GAP_S = 2.0
-# sha256 of plan_dataset(tiny, seed=0) (annotations and every spec field) as rendered before decoys existed.
-TINY_PLAN_DIGEST = "9195f0e6d04cd3d6"
+MICRO = SyntheticProfile("micro", (2, 2, 2), (1, 1, 1), (2, 1, 1), (2, 1, 1), size=32)
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
-    """A rendered dataset with tiny's classes and a third of its videos, shorter."""
-    root = tmp_path_factory.mktemp("small")
-    synthetic.render_dataset(root, SMALL, seed=0, progress=False)
-    return root
+def demo_plan():
+    return plan_dataset(PROFILES["demo"], seed=0)
 
 
-def read_annotations(root: Path) -> dict[str, list[dict]]:
-    return {
-        split: [json.loads(line) for line in (root / "annotations" / f"{split}.jsonl").read_text().splitlines()]
-        for split in SPLITS
+def test_plan_is_a_pure_function_of_profile_and_seed():
+    assert plan_dataset(PROFILES["tiny"], 3) == plan_dataset(PROFILES["tiny"], 3)
+    assert plan_dataset(PROFILES["tiny"], 3).annotations != plan_dataset(PROFILES["tiny"], 4).annotations
+
+
+def test_splits_are_class_disjoint_and_sized_by_the_profile(demo_plan):
+    seen = [{record["action_class"] for record in demo_plan.annotations[split]} for split in SPLITS]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    assert {split: len(_own_moment_pairs(demo_plan.annotations[split])) for split in SPLITS} == {
+        split: PROFILES["demo"].pairs(split) for split in SPLITS
     }
+    assert len(demo_plan.annotations["test"]) == PROFILES["demo"].pairs("test") >= 300
 
 
-def targets(plan: synthetic.DatasetPlan) -> list[synthetic.VideoSpec]:
-    return [spec for spec in plan.videos if "_q" not in spec.video_id]
+def _own_moment_pairs(records):
+    """The pairs whose query has the target's class (ground truth = the target's own moment)."""
+    return [r for r in records if r["qid"].split("_q")[0] == r["vid"].split("_t")[0]]
 
 
-def motion_energy(spec: synthetic.VideoSpec) -> np.ndarray:
-    """Mean absolute change per pixel from frame k to k + 1, ``(T - 1,)``."""
-    return np.abs(np.diff(synthetic.render_frames(spec).astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
+def test_training_targets_have_a_ground_truth_per_query_class(demo_plan):
+    decoys = {r["vid"]: r for r in demo_plan.decoys["train"]}
+    event_pairs = [r for r in demo_plan.annotations["train"] if r not in _own_moment_pairs([r])]
+    assert len(event_pairs) >= len(demo_plan.annotations["train"]) // 4
+    for record in event_pairs:
+        decoy = decoys[record["vid"]]
+        window = record["relevant_windows"][0]
+        assert window in decoy["decoy_windows"]
+        assert decoy["decoy_classes"][decoy["decoy_windows"].index(window)] == record["action_class"]
+        assert record["qid"].split("_q")[0].split("_", 1)[1] == record["action_class"]
+    for split in ("val", "test"):
+        assert _own_moment_pairs(demo_plan.annotations[split]) == list(demo_plan.annotations[split])
 
 
-def decode(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+def test_targets_follow_sportsmoments_timings(demo_plan):
+    targets = {r["vid"]: r for split in SPLITS for r in _own_moment_pairs(demo_plan.annotations[split])}.values()
+    duration = np.array([r["duration"] for r in targets])
+    start, end = np.array([r["relevant_windows"][0] for r in targets]).T
+    assert 62 <= duration.min() and duration.max() <= 137 and 90 <= np.median(duration) <= 110
+    assert 2 <= (end - start).min() and 5 <= np.median(end - start) <= 8
+    assert 0.04 <= np.median((end - start) / duration) <= 0.1
+    assert 0.4 <= np.median(start / duration) <= 0.52
 
 
-def test_class_split_is_disjoint_and_covers_every_class():
-    names = [name for split in SPLITS for name in CLASS_SPLIT[split]]
-    assert len(names) == len(set(names))
-    assert set(names) == set(ACTION_CLASSES)
+def test_targets_are_reused_across_queries_of_their_class(demo_plan):
+    records = demo_plan.annotations["test"]
+    assert len({r["vid"] for r in records}) * PROFILES["demo"].pairs_per_target[2] == len(records)
+    assert all(r["qid"].split("_q")[0] == r["vid"].split("_t")[0] for r in records)
 
 
-@pytest.mark.parametrize("name", sorted(ACTION_CLASSES))
-def test_motion_moves_within_a_cycle_and_rests_at_whole_cycles(name):
-    motion = ACTION_CLASSES[name].motion
-    rest, moving = motion(np.arange(4.0)), motion(np.linspace(0, 1, 64))
-    assert np.allclose(rest.x, 0) and np.allclose(rest.y, 0) and np.allclose(rest.scale, 1)
-    assert np.allclose(np.mod(rest.angle + np.pi, 2 * np.pi), np.pi) and np.allclose(rest.aspect, 1)
-    assert rest.visible.all()
-    change = (
-        np.ptp(moving.x)
-        + np.ptp(moving.y)
-        + np.ptp(moving.scale)
-        + np.ptp(moving.angle)
-        + np.ptp(np.log(moving.aspect))
-        + np.ptp(moving.visible.astype(float))
-    )
-    assert change > 0.4
-
-
-def test_motion_patterns_differ_between_classes():
-    phase = np.linspace(0, 2, 97)
-    signatures = {name: np.stack(spec.motion(phase)).astype(float) for name, spec in ACTION_CLASSES.items()}
-    names = sorted(signatures)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:  # some pose field differs by 0.1 on average
-            assert np.abs(signatures[first] - signatures[second]).mean(axis=1).max() > 0.1, (first, second)
-
-
-def test_profile_rejects_sizes_it_cannot_render():
-    with pytest.raises(ValueError, match="classes_per_split"):
-        dataclasses.replace(MICRO, classes_per_split=(7, 1, 1))
-    with pytest.raises(ValueError, match="shortest target"):
-        dataclasses.replace(MICRO, moment_seconds=(2.0, 9.0))
-    with pytest.raises(ValueError, match="another class in every split"):
-        dataclasses.replace(MICRO, decoys=(1, 1))
-    with pytest.raises(ValueError, match="decoys"):
-        dataclasses.replace(DECOYED, decoys=(2, 1))
-    with pytest.raises(ValueError, match="unknown synthetic profile"):
-        synthetic.render_dataset("unused", "huge")
-
-
-def test_tiny_profile_stays_within_the_ci_feature_budget():
-    from matr.video import num_windows
-
-    tiny = PROFILES["tiny"]
-    targets = sum(c * t for c, t in zip(tiny.classes_per_split, tiny.targets_per_class))
-    worst = targets * (
-        num_windows(tiny.target_seconds[1], 2.0) + tiny.queries_per_target * num_windows(tiny.query_seconds[1], 2.0)
-    )
-    assert worst <= 400
-
-
-@pytest.mark.parametrize("name", sorted(PROFILES))
-def test_plan_has_the_profile_pair_counts_with_unique_ids(name):
-    plan = synthetic.plan_dataset(PROFILES[name], seed=0)
-    assert {split: len(plan.annotations[split]) for split in SPLITS} == {
-        split: PROFILES[name].pairs(split) for split in SPLITS
+def test_decoys_are_other_classes_apart_from_the_moment(demo_plan):
+    moments = {
+        r["vid"]: r["relevant_windows"][0] for split in SPLITS for r in _own_moment_pairs(demo_plan.annotations[split])
     }
-    ids = [spec.video_id for spec in plan.videos]
-    assert len(ids) == len(set(ids))
+    decoys = [d for split in SPLITS for d in demo_plan.decoys[split]]
+    assert sum(len(d["decoy_classes"]) for d in decoys) >= len(decoys)
+    for record in decoys:
+        start, end = moments[record["vid"]]
+        for name, (a, b) in zip(record["decoy_classes"], record["decoy_windows"], strict=True):
+            assert name != record["action_class"] and name in CLASS_SPLIT[record["split"]]
+            assert b + 2.0 <= start + 1e-6 or a >= end + 2.0 - 1e-6
 
 
-def test_annotations_give_the_profile_pair_counts_with_windows_inside_targets(small):
-    annotations = read_annotations(small)
-    for split in SPLITS:
-        assert len(annotations[split]) == SMALL.pairs(split)
-        for record in annotations[split]:
-            ((start, end),) = record["relevant_windows"]
-            assert 0 <= start < end <= record["duration"]
-            assert record["split"] == split
-            assert (small / "videos" / f"{record['qid']}.mp4").is_file()
-            assert (small / "videos" / f"{record['vid']}.mp4").is_file()
-    qids = [record["qid"] for split in SPLITS for record in annotations[split]]
-    assert len(qids) == len(set(qids))
+def test_every_class_has_a_key_shot_of_its_own():
+    keys = [(event.shots[1].texture, event.shots[1].hue) for event in CLASSES.values()]
+    assert len(set(keys)) == len(keys)
+    assert not set(keys) & {(element.texture, element.hue) for element in POOL.values()}
+    assert all(event.shots[0] in POOL.values() and event.shots[2] in POOL.values() for event in CLASSES.values())
 
 
-def test_split_classes_are_disjoint_and_match_classes_json(small):
-    classes = json.loads((small / "classes.json").read_text())
-    annotations = read_annotations(small)
-    for split in SPLITS:
-        assert {record["action_class"] for record in annotations[split]} == set(classes[split])
-    assert not set(classes["train"]) & set(classes["val"])
-    assert not set(classes["train"]) & set(classes["test"])
-    assert not set(classes["val"]) & set(classes["test"])
+def test_profile_rejects_more_pairs_per_target_than_queries():
+    with pytest.raises(ValueError, match="pairs_per_target"):
+        dataclasses.replace(MICRO, pairs_per_target=(3, 1, 1))
 
 
-def test_videos_decode_with_the_profile_size_fps_and_duration(small):
-    durations = {}
-    for record in read_annotations(small)["val"]:
-        durations[record["vid"]] = record["duration"]
-    for video_id, duration in durations.items():
-        frames = decode(small / "videos" / f"{video_id}.mp4")
-        assert frames.shape == (round(duration * 8), 128, 128, 3)
-        with av.open(str(small / "videos" / f"{video_id}.mp4")) as container:
-            assert container.streams.video[0].average_rate == 8
-            assert container.duration / av.time_base == pytest.approx(duration)
-    assert not list(small.rglob("*.tmp"))
+def test_rendered_dataset_reads_through_the_sportsmoments_importer(tmp_path):
+    summary = render_dataset(tmp_path, MICRO, seed=0, progress=False)
+    assert summary.pairs == {"train": 4, "val": 2, "test": 2}
+    records = load_annotations(summary.annotations["test"])
+    assert len(records) == 2
+    for record in records:
+        info = probe_video(tmp_path / "videos" / f"{record.target_video}.mp4")
+        assert info.duration == pytest.approx(record.duration, abs=1.0)
+    assert len(read_jsonl(summary.decoys["test"])) == 2
 
 
-def test_target_moves_more_inside_the_moment_than_outside():
-    profile = dataclasses.replace(
-        MICRO, classes_per_split=(6, 3, 3), target_seconds=(16, 16), moment_seconds=(4.0, 8.0), distractors=(0, 2)
+def test_render_is_resumable_and_refuses_another_dataset(tmp_path):
+    first = render_dataset(tmp_path, MICRO, seed=0, progress=False)
+    again = render_dataset(tmp_path, MICRO, seed=0, progress=False)
+    assert first.rendered > 0 and (again.rendered, again.skipped) == (0, first.rendered)
+    with pytest.raises(ValueError, match="another dataset"):
+        render_dataset(tmp_path, MICRO, seed=1, progress=False)
+
+
+def test_dataset_diagnostic_reads_a_rendered_split_and_its_decoys(tmp_path):
+    render_dataset(tmp_path, MICRO, seed=0, progress=False)
+    frames = {path.stem: num_windows(probe_video(path).duration, 2.0) for path in (tmp_path / "videos").glob("*.mp4")}
+    rng = np.random.default_rng(0)
+    result = dataset_frame_retrieval(
+        lambda video: rng.normal(size=(frames[video], 4)), tmp_path / "annotations" / "train.jsonl"
     )
-    plan = synthetic.plan_dataset(profile, seed=0)
-    targets = [spec for spec in plan.videos if not spec.video_id.endswith("_q0")]
-    assert {spec.action for spec in targets} == set(ACTION_CLASSES)
-    for spec in targets:
-        frames = synthetic.render_frames(spec).astype(np.float32)
-        energy = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))  # energy[k]: frame k -> k + 1
-        k0, k1 = spec.action_frames
-        inside = energy[k0 : k1 - 1].mean()
-        outside = np.concatenate([energy[: max(k0 - 1, 0)], energy[k1:]]).mean()
-        assert inside > 1.5 * outside, (spec.action, inside, outside)
+    assert np.isfinite(result.auc_decoys).any() and len(result.rank) > 0
 
 
-def test_queries_are_other_instances_not_copies_of_the_target_moment(small):
-    plan = synthetic.plan_dataset(SMALL, seed=0)
-    specs = {spec.video_id: spec for spec in plan.videos}
-    for record in read_annotations(small)["test"]:
-        target, query = specs[record["vid"]], specs[record["qid"]]
-        assert query.action == target.action
-        for a, b in ((query.actor.hsv[0], target.actor.hsv[0]), (query.background.hue, target.background.hue)):
-            assert min(abs(a - b), 1 - abs(a - b)) >= 0.2 - 1e-9
-        moment = decode(small / "videos" / f"{target.video_id}.mp4")[target.action_frames[0]].astype(float)
-        first = decode(small / "videos" / f"{query.video_id}.mp4")[0].astype(float)
-        assert np.abs(moment - first).mean() > 10
+def test_example_pair_is_small_and_its_moment_lies_in_the_target(tmp_path):
+    pair = example_pair(tmp_path)
+    assert all(pair[role].stat().st_size < 600_000 for role in ("query", "target"))
+    start, end = pair["moment"]
+    assert 0 <= start < end <= probe_video(pair["target"]).duration
 
 
-def test_same_seed_renders_identical_annotations_and_frames(tmp_path):
-    for name in ("a", "b"):
-        synthetic.render_dataset(tmp_path / name, MICRO, seed=3, progress=False)
-    for split in SPLITS:
-        path = Path("annotations", f"{split}.jsonl")
-        assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
-    videos = sorted(p.name for p in (tmp_path / "a" / "videos").iterdir())
-    assert len(videos) == 6
-    for name in videos:
-        assert np.array_equal(decode(tmp_path / "a" / "videos" / name), decode(tmp_path / "b" / "videos" / name))
-    other = synthetic.plan_dataset(MICRO, seed=4).annotations
-    assert other != synthetic.plan_dataset(MICRO, seed=3).annotations
+def test_window_mask_keeps_windows_at_least_half_inside():
+    assert window_mask(5, [[2.9, 6.2]]).tolist() == [False, True, True, False, False]
 
 
-def test_rerun_skips_complete_videos_and_renders_missing_ones(tmp_path):
-    first = synthetic.render_dataset(tmp_path, MICRO, seed=0, progress=False)
-    assert (first.rendered, first.skipped) == (6, 0)
-    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "videos").iterdir()}
-    again = synthetic.render_dataset(tmp_path, MICRO, seed=0, progress=False)
-    assert (again.rendered, again.skipped) == (0, 6)
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "videos").iterdir()} == mtimes
-    missing = next(iter(mtimes))
-    missing.unlink()
-    resumed = synthetic.render_dataset(tmp_path, MICRO, seed=0, progress=False)
-    assert (resumed.rendered, resumed.skipped) == (1, 5) and missing.is_file()
+def test_frame_retrieval_ranks_a_planted_moment_first():
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(20, 8))
+    truth = np.zeros(20, dtype=bool)
+    truth[5:8] = True
+    target[5:8] = target[5]
+    result = frame_retrieval([(target[5:8] + 0.01, target, truth, np.zeros(20, dtype=bool))])
+    assert result.summary()["hit@1"] == 1.0 and result.summary()["AUC"] == 1.0
+    noise = frame_retrieval([(rng.normal(size=(50, 8)), target, truth, np.zeros(20, dtype=bool))])
+    assert 0.3 < noise.summary()["AUC"] < 0.7
 
 
-def test_folder_of_another_seed_is_refused(tmp_path):
-    synthetic.render_dataset(tmp_path, MICRO, seed=0, progress=False)
-    with pytest.raises(ValueError, match="manifest.json"):
-        synthetic.render_dataset(tmp_path, MICRO, seed=1, progress=False)
-
-
-def test_sportsmoments_importer_reads_the_demo_annotations(small, caplog):
-    from matr.data.sportsmoments import read_sportsmoments_jsonl
-
-    videos = {path.stem for path in (small / "videos").iterdir()}
-    for split, rows in read_annotations(small).items():
-        records = read_sportsmoments_jsonl(small / "annotations" / f"{split}.jsonl", known_videos=videos)
-        assert [(r.query_video, r.target_video, r.windows[0], r.action_class, r.split) for r in records] == [
-            (row["qid"], row["vid"], tuple(row["relevant_windows"][0]), row["action_class"], split) for row in rows
-        ]
-    assert "ignoring unknown keys" not in caplog.text
-
-
-def test_tiny_plan_is_the_one_rendered_before_decoys():
-    fields = (
-        "video_id",
-        "num_frames",
-        "fps",
-        "size",
-        "background",
-        "actor",
-        "action",
-        "action_frames",
-        "cycles",
-        "extent",
-        "mirror",
-        "distractors",
-        "seed",
-    )
-    plan = synthetic.plan_dataset(PROFILES["tiny"], seed=0)
-    assert all(not spec.decoys for spec in plan.videos)
-    videos = [{key: dataclasses.asdict(spec)[key] for key in fields} for spec in plan.videos]
-    text = json.dumps(
-        {"videos": videos, "annotations": {s: list(r) for s, r in plan.annotations.items()}}, sort_keys=True
-    )
-    assert hashlib.sha256(text.encode()).hexdigest()[:16] == TINY_PLAN_DIGEST
-
-
-def test_decoys_leave_targets_moments_and_queries_unchanged():
-    with_decoys = synthetic.plan_dataset(DECOYED, seed=0)
-    without = synthetic.plan_dataset(dataclasses.replace(DECOYED, decoys=(0, 0)), seed=0)
-    assert with_decoys.annotations == without.annotations
-    assert any(spec.decoys for spec in with_decoys.videos)
-    assert [dataclasses.replace(spec, decoys=()) for spec in with_decoys.videos] == list(without.videos)
-
-
-def test_decoys_are_other_classes_of_the_split_apart_from_the_moment_and_each_other():
-    demo = PROFILES["demo"]
-    plan = synthetic.plan_dataset(demo, seed=0)
-    for split, count in zip(SPLITS, demo.classes_per_split):
-        specs = {spec.video_id: spec for spec in targets(plan) if spec.video_id.startswith(f"{split}_")}
-        assert [record["vid"] for record in plan.decoys[split]] == list(specs)
-        for record in plan.decoys[split]:
-            spec = specs[record["vid"]]
-            assert record["decoy_windows"] == [list(window) for window in spec.decoy_windows]
-            assert record["decoy_classes"] == [decoy.action for decoy in spec.decoys]
-            assert len(spec.decoys) <= demo.decoys[1]
-            assert set(record["decoy_classes"]) <= set(CLASS_SPLIT[split][:count]) - {spec.action}
-            assert len(set(record["decoy_classes"])) == len(record["decoy_classes"])  # enough classes to differ
-            windows = sorted([spec.window, *spec.decoy_windows])
-            assert windows[0][0] >= 0 and windows[-1][1] <= spec.duration
-            for (_, end), (start, _) in zip(windows, windows[1:]):
-                assert start - end >= DECOY_GAP_S
-    counts = [len(spec.decoys) for spec in targets(plan)]
-    assert np.mean([count >= demo.decoys[0] for count in counts]) > 0.9
-    assert max(counts) == demo.decoys[1]
-
-
-def test_decoys_that_do_not_fit_are_left_out():
-    # 8 s targets, 2 s moment and decoys, 2 s gaps: one decoy fits iff the moment leaves 4 s on a side.
-    cramped = dataclasses.replace(
-        DECOYED,
-        classes_per_split=(2, 2, 2),
-        targets_per_class=(8, 1, 1),
-        target_seconds=(8, 8),
-        moment_seconds=(2.0, 2.0),
-        decoys=(2, 2),
-    )
-    fitted = set()
-    for spec in targets(synthetic.plan_dataset(cramped, seed=0)):
-        start, end = spec.window
-        fits = start >= 2 * DECOY_GAP_S or spec.duration - end >= 2 * DECOY_GAP_S
-        assert len(spec.decoys) == int(fits), (spec.video_id, spec.window, spec.decoy_windows)
-        fitted.add(fits)
-    assert fitted == {True, False}
-
-
-def test_decoy_windows_move_like_the_moment():
-    plan = synthetic.plan_dataset(DECOYED, seed=0)
-    for spec in targets(plan):
-        assert len(spec.decoys) == 1 and spec.decoys[0].action != spec.action
-        energy = motion_energy(spec)
-        acting = np.zeros(len(energy) + 1, dtype=bool)
-        for k0, k1 in (spec.action_frames, spec.decoys[0].action_frames):
-            acting[max(k0 - 1, 0) : k1 + 1] = True
-        outside = energy[~acting[:-1]].mean()
-        (k0, k1), (d0, d1) = spec.action_frames, spec.decoys[0].action_frames
-        moment, decoy = energy[k0 : k1 - 1].mean(), energy[d0 : d1 - 1].mean()
-        assert decoy > 1.5 * outside and moment > 1.5 * outside, (spec.decoys[0].action, decoy, moment, outside)
-
-
-def test_same_seed_plans_and_renders_the_same_decoys():
-    first, again = synthetic.plan_dataset(DECOYED, seed=5), synthetic.plan_dataset(DECOYED, seed=5)
-    assert first.decoys == again.decoys and first.videos == again.videos
-    assert synthetic.plan_dataset(DECOYED, seed=6).decoys != first.decoys
-    spec = targets(first)[0]
-    assert np.array_equal(synthetic.render_frames(spec), synthetic.render_frames(again.videos[0]))
-
-
-def test_decoy_records_are_written_beside_the_annotations_not_among_them(small):
-    plan = synthetic.plan_dataset(SMALL, seed=0)
-    assert sorted(path.name for path in (small / "annotations").iterdir()) == sorted(f"{s}.jsonl" for s in SPLITS)
-    for split in SPLITS:
-        rows = [json.loads(line) for line in (small / "decoys" / f"{split}.jsonl").read_text().splitlines()]
-        assert rows == [json.loads(json.dumps(record)) for record in plan.decoys[split]]
-    assert any(spec.decoys for spec in plan.videos)
-
-
-def test_manifest_of_a_profile_without_decoys_is_the_one_written_before_decoys(tmp_path):
-    synthetic.render_dataset(tmp_path, MICRO, seed=0, progress=False)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    written_before = json.loads(json.dumps(dataclasses.asdict(MICRO)))
-    del written_before["decoys"]
-    assert manifest["profile"] == written_before
-    with pytest.raises(ValueError, match="manifest.json"):
-        synthetic.render_dataset(
-            tmp_path, dataclasses.replace(MICRO, classes_per_split=(2, 2, 2), decoys=(1, 1)), seed=0, progress=False
-        )
+def test_annotation_statistics_measure_moments_and_reuse(tmp_path):
+    path = tmp_path / "test.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_FIELDS)
+        writer.writerows([["q1", "t1", 40, 50, 1, 100], ["q2", "t1", 40, 50, 1, 100], ["q1", "t2", 10, 14, 1, 80]])
+    stats = annotation_statistics([path])
+    assert stats["moment seconds"]["p100"] == 10 and stats["moment seconds"]["p0"] == 4
+    assert stats["pairs per target"]["p100"] == 2 and stats["counts"]["targets"] == 2

@@ -132,3 +132,16 @@ def test_two_gloo_processes_under_torchrun_agree_with_one_process(tmp_path):
     ddp, single = weights(tmp_path / "ddp" / "last.pt"), weights(tmp_path / "single" / "last.pt")
     assert all(torch.allclose(ddp[k], single[k], atol=1e-4, rtol=1e-3) for k in single)
     assert not torch.equal(single["type_embed"], MATR(preset("smoke")).type_embed.detach())
+
+
+def test_one_progress_bar_per_run_and_one_log_line_per_epoch(data, tmp_path, capsys, caplog):
+    train_set, val_set = data
+    with caplog.at_level("INFO", logger="matr.train"):
+        fit(preset("smoke"), quick(), train_set, tmp_path, val_set=val_set, progress=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "matr.train" and r.getMessage().startswith("epoch")]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2: loss=")
+    assert all("fg=" in line and "val R1@0.5=" in line for line in lines)
+    bars = capsys.readouterr().err
+    assert "predict" not in bars, "validation leaves no bar of its own"
+    assert bars.count("\n") == 1, "one bar, left once when the run ends"
+    assert "4/4" in bars.split("\r")[-1], "one bar over both epochs' steps (2 x 2 batches)"

@@ -1,4 +1,4 @@
-"""Sparse decoding in matr.video: which frame each window gets, seeking, skipping, approximation, messy files."""
+"""Sparse decoding in matr.features.video: which frame each window gets, seeking, skipping, approximation, messy files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from helpers_video import HEIGHT, WIDTH, count_frames, read_barcode, write_video
 
-from matr import video as video_module
-from matr.video import (
+from matr.features import cursor as cursor_module
+from matr.features.video import (
     VideoDecodeError,
     clip_bounds,
     iter_frames,
@@ -67,7 +67,7 @@ def sparse_key_video(tmp_path_factory) -> Path:
 def _record_decoded(monkeypatch) -> list[float]:
     """Record the time of every frame the cursor decodes from now on."""
     times: list[float] = []
-    next_frame = video_module._FrameCursor._next_frame
+    next_frame = cursor_module.FrameCursor._next_frame
 
     def recording(cursor):
         found = next_frame(cursor)
@@ -75,7 +75,7 @@ def _record_decoded(monkeypatch) -> list[float]:
             times.append(found[0])
         return found
 
-    monkeypatch.setattr(video_module._FrameCursor, "_next_frame", recording)
+    monkeypatch.setattr(cursor_module.FrameCursor, "_next_frame", recording)
     return times
 
 
@@ -142,7 +142,7 @@ def test_skipping_nonreference_frames_decodes_fewer_frames(bframe_video, monkeyp
     sample_frames(bframe_video, 2.0, threads=1)
     skipping = len(decoded)
     decoded.clear()
-    monkeypatch.setattr(video_module._FrameCursor, "_skip_mode", lambda cursor, packet: "DEFAULT")
+    monkeypatch.setattr(cursor_module.FrameCursor, "_skip_mode", lambda cursor, packet: "DEFAULT")
     sample_frames(bframe_video, 2.0, threads=1)
     assert skipping < 0.75 * len(decoded)
 

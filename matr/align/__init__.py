@@ -17,6 +17,10 @@ zero gradient.
 * :func:`drop_dtw`, :func:`tcc_loss` — the alternatives of Table 5.
 * :func:`alignment_cost`, :func:`alignment_loss` — one entry point over the costs, and over the
   three losses.
+
+The dynamic programmes run in PyTorch on the CPU (the reference) and as Triton kernels on CUDA
+(:mod:`matr.align.kernels`, imported only there); the paper-silent choices are declared with
+:func:`matr.choices.declare` next to the code that makes them.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def alignment_loss(
     Eq: Tensor,
     target_lengths: Tensor,
     query_lengths: Tensor,
+    *,
     gamma: float = 0.1,
     cost: str = "cosine",
     temperature: float = 0.1,

@@ -13,6 +13,8 @@ column at the end let the backward pass read successors of the last cells withou
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import Tensor
 
@@ -26,6 +28,12 @@ def dp_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def use_triton(C: Tensor) -> bool:
+    """Whether the DPs run as Triton kernels (:mod:`matr.align.kernels`): CUDA tensors of a dtype the
+    DP computes in float32, when Triton is installed. float64 and CPU tensors take the torch path."""
+    return C.is_cuda and C.dtype != torch.float64 and importlib.util.find_spec("triton") is not None
+
+
 def check_inputs(where: str, C: Tensor, target_lengths: Tensor, query_lengths: Tensor) -> tuple[Tensor, Tensor]:
     """Validate ``C (B, M, N)`` and the lengths; return the lengths as long tensors on ``C``'s device."""
     if C.dim() != 3:
@@ -35,7 +43,7 @@ def check_inputs(where: str, C: Tensor, target_lengths: Tensor, query_lengths: T
     for name, lengths, cap in (("target_lengths", target_lengths, M), ("query_lengths", query_lengths, N)):
         if tuple(lengths.shape) != (B,):
             raise ValueError(f"matr.align.{where}: {name} must have shape ({B},), got {tuple(lengths.shape)}")
-        lengths = lengths.to(device=C.device, dtype=torch.long)
+        lengths = lengths.to(device=C.device, dtype=torch.long).contiguous()  # the kernels index it flat
         low, high = (int(lengths.min()), int(lengths.max())) if B else (1, cap)
         if low < 1 or high > cap:
             raise ValueError(
@@ -50,13 +58,6 @@ def valid_cells(target_lengths: Tensor, query_lengths: Tensor, M: int, N: int) -
     rows = torch.arange(M, device=target_lengths.device) < target_lengths[:, None]
     cols = torch.arange(N, device=query_lengths.device) < query_lengths[:, None]
     return rows[:, :, None] & cols[:, None, :]
-
-
-def masked_cost(C: Tensor, target_lengths: Tensor, query_lengths: Tensor) -> Tensor:
-    """``C`` in the DP dtype with padding replaced by 0, differentiably (padding gets a zero
-    gradient); used by the autograd-based DPs. Garbage, even NaN, never enters a DP."""
-    B, M, N = C.shape
-    return torch.where(valid_cells(target_lengths, query_lengths, M, N), C.to(dp_dtype(C)), 0.0)
 
 
 def diagonal_range(k: int, M: int, N: int) -> tuple[int, int]:
@@ -130,14 +131,8 @@ def logsumexp_into(*xs: Tensor, out: Tensor) -> Tensor:
     return torch.add(s.log_(), m, out=out)
 
 
-def logsumexp(*xs: Tensor) -> Tensor:
-    """Autograd-safe counterpart of :func:`logsumexp_into` (the shift ``max(xs)`` is detached;
-    the gradient does not depend on it)."""
-    m = xs[0]
-    for x in xs[1:]:
-        m = torch.maximum(m, x)
-    m = m.detach()
-    s = torch.exp((xs[0] - m).clamp(min=EXP_FLOOR))
-    for x in xs[1:]:
-        s = s + torch.exp((x - m).clamp(min=EXP_FLOOR))
-    return m + torch.log(s)
+def exp_into_rows(E: Tensor, rows: Tensor, x: Tensor) -> None:
+    """``E[rows] = exp(x)`` for a cell-major ``E (M * N, B)`` and ``x (len(rows), B)`` (consumed),
+    exponents below :data:`EXP_FLOOR` flushed to exactly 0."""
+    underflow = x < EXP_FLOOR
+    E.index_copy_(0, rows, x.clamp_(min=EXP_FLOOR).exp_().masked_fill_(underflow, 0.0))

@@ -17,16 +17,34 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from matr import choices
 from matr.align._tables import (
     BIG,
-    EXP_FLOOR,
     cell_rows,
     check_inputs,
     cost_table,
     diagonal_range,
     end_slots,
+    exp_into_rows,
     logsumexp_into,
     rows_to_batch_major,
+    use_triton,
+)
+
+choices.declare(
+    "soft-DTW boundary",
+    "subsequence: the path may start and end at any target row; the whole query is matched",
+    "the query is matched to a moment inside the target, so the loss is the soft minimum over target moments",
+)
+choices.declare(
+    "hard-alignment ties",
+    "diagonal before up before left; the earliest end row; a free start before a real predecessor",
+    "deterministic spans; a tie with the free start gives the shortest span",
+)
+choices.declare(
+    "DP precision",
+    "float32 for fp16/bf16/fp32 costs (float64 stays float64); Triton kernels on CUDA, PyTorch on CPU",
+    "accumulated costs over m + n cells lose too much in half precision; the two paths agree to float32 rounding",
 )
 
 
@@ -119,10 +137,31 @@ def _soft_backward(
         cells = h[j0 : j1 + 1]
         logsumexp_into(succ_diag[j0 + 1 : j1 + 2], succ[j0 : j1 + 1], succ[j0 + 1 : j1 + 2], cells, out=cells)
         cells += P[k, j0 : j1 + 1]
-        e = torch.add(cells, L[k, j0 : j1 + 1])
-        underflow = e < EXP_FLOOR
-        E.index_copy_(0, slots[k, j0 : j1 + 1], e.clamp_(min=EXP_FLOOR).exp_().masked_fill_(underflow, 0.0))
+        exp_into_rows(E, slots[k, j0 : j1 + 1], torch.add(cells, L[k, j0 : j1 + 1]))
     return E
+
+
+class _TritonSoftDTW(torch.autograd.Function):
+    """Soft-DTW on CUDA through :mod:`matr.align.kernels`; saves ``C`` and the table ``R``."""
+
+    @staticmethod
+    def forward(
+        ctx, C: Tensor, target_lengths: Tensor, query_lengths: Tensor, gamma: float, subsequence: bool
+    ) -> Tensor:
+        from matr.align import kernels
+
+        value, R = kernels.soft_dtw_forward(C, target_lengths, query_lengths, gamma, subsequence)
+        ctx.save_for_backward(C, R, target_lengths, query_lengths)
+        ctx.gamma, ctx.subsequence = gamma, subsequence
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_value: Tensor):
+        from matr.align import kernels
+
+        C, R, target_lengths, query_lengths = ctx.saved_tensors
+        E = kernels.soft_dtw_backward(C, R, target_lengths, query_lengths, ctx.gamma, ctx.subsequence, grad_value)
+        return E.to(C.dtype), None, None, None, None
 
 
 class _SoftDTW(torch.autograd.Function):
@@ -173,14 +212,16 @@ def soft_dtw(
     zero gradient. The DP runs in float32 for fp16/bf16/fp32 input (float64 stays float64) and the
     value has that dtype; the gradient has ``C``'s dtype. Forward and the analytic backward pass
     (Cuturi and Blondel's recursion for ``E = dV/dR``, not autograd through the loop) are
-    vectorised over the batch and over the ``M + N - 1`` anti-diagonals. ``dV/dC`` is the
+    vectorised over the batch and over the ``M + N - 1`` anti-diagonals; on CUDA (fp32, fp16, bf16)
+    they run as Triton kernels (:mod:`matr.align.kernels`), one program per pair. ``dV/dC`` is the
     expected alignment matrix: non-negative, and as ``gamma -> 0`` it tends to the 0/1 path of
     :func:`hard_alignment` (where the optimum is unique).
     """
     tl, ql = check_inputs("soft_dtw", C, target_lengths, query_lengths)
     if not gamma > 0:
         raise ValueError(f"matr.align.soft_dtw: gamma must be > 0, got {gamma}")
-    return _SoftDTW.apply(C, tl, ql, float(gamma), bool(subsequence))
+    function = _TritonSoftDTW if use_triton(C) else _SoftDTW
+    return function.apply(C, tl, ql, float(gamma), bool(subsequence))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,9 +291,16 @@ def hard_alignment(C: Tensor, target_lengths: Tensor, query_lengths: Tensor, sub
 
     Returns :class:`HardAlignment` ``(matrix (B, M, N), start (B,), end (B,))``; ``matrix`` has
     the DP dtype (float32, or float64 for float64 input). Padding is ignored; no gradient flows.
+    On CUDA (fp32, fp16, bf16) a Triton kernel runs the same float32 additions and comparisons, so
+    the path is the same as on the CPU.
     """
     tl, ql = check_inputs("hard_alignment", C, target_lengths, query_lengths)
     _, M, N = C.shape
+    if use_triton(C):
+        from matr.align import kernels
+
+        with torch.no_grad():
+            return HardAlignment(*kernels.hard_alignment(C.detach(), tl, ql, subsequence))
     with torch.no_grad():
         Ct = cost_table(C, tl, ql)
         choice, last_column = _hard_forward(Ct, ql, M, N, subsequence)

@@ -13,8 +13,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from matr import choices
 from matr.align._tables import BIG, dp_dtype
 from matr.align.costs import cosine_cost
+
+choices.declare(
+    "TCC variant",
+    "cycle-back regression from the query, lambda = 0.001, L2-normalised embeddings",
+    "the TCC paper's best variant; cycling from the query because most target frames have no partner",
+)
 
 #: Floor on the cycle-back variance ``sigma^2`` (frames^2) of the regression variant: without it a
 #: confident but wrong cycle gives an unbounded loss, and a length-1 query divides by zero.
@@ -32,6 +39,7 @@ def tcc_loss(
     target_lengths: Tensor,
     query_lengths: Tensor,
     temperature: float = 0.1,
+    *,
     variant: str = "regression",
     variance_weight: float = 1e-3,
 ) -> Tensor:

@@ -17,7 +17,15 @@ from matr.data.activitynet_vrl import (
 from matr.data.dataset import FeatureSource, InMemoryFeatures, PairDataset, collate_pairs
 from matr.data.own_videos import OwnVideos, read_own_videos
 from matr.data.pretraining import PretrainConfig, PretrainingDataset
-from matr.data.records import WINDOW_TOLERANCE_S, AnnotationError, PairRecord, load_pairs, save_pairs
+from matr.data.records import (
+    WINDOW_TOLERANCE_S,
+    AnnotationError,
+    PairRecord,
+    check_against_store,
+    evaluation_inputs,
+    load_pairs,
+    save_pairs,
+)
 from matr.data.sportsmoments import load_class_names, read_sportsmoments_csv, read_sportsmoments_jsonl
 
 __all__ = [
@@ -30,7 +38,9 @@ __all__ = [
     "PairRecord",
     "PretrainConfig",
     "PretrainingDataset",
+    "check_against_store",
     "collate_pairs",
+    "evaluation_inputs",
     "import_activitynet_vrl",
     "load_activitynet_durations",
     "load_class_names",

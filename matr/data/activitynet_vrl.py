@@ -16,19 +16,25 @@ the end) are clipped when within :data:`~matr.data.records.WINDOW_TOLERANCE_S`.
 
 A pair: the query is entry ``q``'s action, ``[a_q + s_q, a_q + e_q)`` of video ``q.id`` (trimmed);
 the target is entry ``t``'s ``location`` window of video ``t.id`` (``PairRecord.target_window``),
-with ``t``'s ``groundtruth`` as the moment, relative to the window's start.
+with ``t``'s ``groundtruth`` as the moment, relative to the window's start. The record's
+``feature_step`` is the target's seconds per index, so that ``VRL_IoU_mean`` is computed on
+integer feature indices as the original code computes it (:mod:`matr.metrics`).
 
 Pair-list recipe (:func:`vrl_pairs`; defaults ``seed=0``, ``pairs_per_query=1``,
-``length_rule="location"``). The original code drew one target per query at run time with a
-framework seed, so there is no canonical list; this one is regenerated bit-for-bit from the split
-file, the seed and the durations:
+``length_rule="location"``). What matches the paper: one query per entry, 829 (val) / 978 (test)
+query entries. What is ours: which target each query gets. The original code
+(``input_functions.sample``) drew one target per query at run time, uniformly among the entries
+of the same label whose location is long enough, without excluding the query's own entry or
+video (a TensorFlow op seed of 6 at evaluation), so there is no canonical list; this one is
+regenerated bit-for-bit from the split file, the seed and the durations:
 
 1. Entry ``i`` is the ``i``-th element of the split file. Every entry is a query, in index order.
 2. The candidates of query ``q`` are the entries ``t`` of the same split file with the same
    ``label``, from a different video (``t.id != q.id``, so never ``q`` itself: a window of the
    same video may contain the query's own frames), that are long enough, in feature indices:
    ``length_rule="location"``: ``t.location`` length ``>= q.groundtruth`` length (the original
-   code's rule; every val/test query has a candidate, giving the paper's 829 / 978 pairs);
+   code's rule; every val/test query has a candidate, so every one of the paper's 829 / 978 queries
+   gets a pair);
    ``length_rule="groundtruth"``: ``t.groundtruth`` length ``>= q.groundtruth`` length (the
    longest action of a class then has no candidate: 815 val / 962 test pairs).
 3. Candidates are ranked by ``sha256(f"{seed}:{split}:{q}:{t}")`` (hex digest, ascending); the
@@ -55,9 +61,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from matr import choices
 from matr.data.records import PairRecord, Window, clip_to_duration, located
 
 logger = logging.getLogger(__name__)
+
+choices.declare(
+    "ActivityNet-VRL target of each query",
+    "the first same-label entry of another video, long enough, ranked by sha256(seed:split:query:target)",
+    "the original drew a target at run time (without excluding the query's own entry), so no list exists to reuse",
+)
 
 FRAMES_PER_FEATURE = 16
 """Video frames covered by one C3D feature index of ActivityNet-VRL."""
@@ -80,6 +93,7 @@ class VrlEntry:
     query_window: Window  # seconds: the action in the whole video
     target_window: Window  # seconds: the location window in the whole video
     target_groundtruth: Window  # seconds: the action relative to target_window[0]
+    step: float  # seconds per feature index: FRAMES_PER_FEATURE * duration / n_frames
 
     @property
     def location_length(self) -> int:
@@ -252,7 +266,7 @@ def _entry(
         ((location[0] + groundtruth[0]) * step, (location[0] + groundtruth[1]) * step), duration, "groundtruth"
     )
     relative = clip_to_duration((groundtruth[0] * step, groundtruth[1] * step), target[1] - target[0], "groundtruth")
-    return VrlEntry(index, video_id, int(label), location, groundtruth, query, target, relative)
+    return VrlEntry(index, video_id, int(label), location, groundtruth, query, target, relative, step)
 
 
 def _index_pair(value: Any, name: str) -> tuple[int, int]:
@@ -310,4 +324,5 @@ def _pair(query: VrlEntry, target: VrlEntry, split: str) -> PairRecord:
         split=split,
         query_window=query.query_window,
         target_window=target.target_window,
+        feature_step=target.step,
     )

@@ -12,12 +12,19 @@ The format is recognised from the file itself, never from a flag:
 SportsMoments JSON lines without a ``split`` field) label their records with it; records of any
 other split are left out, and a file with no record of that split is an error naming the splits
 it holds. ``split=None`` returns every record (SportsMoments files then take their file's stem).
+
+``durations``: video id -> seconds, as the feature store has them. Given, every record is checked
+against its videos (:func:`~matr.data.records.check_record`: a duration or window that
+contradicts the stored video beyond :data:`~matr.data.records.WINDOW_TOLERANCE_S` is an error
+naming the file and line). Evaluation takes its ground truth from
+:func:`~matr.data.records.evaluation_inputs`, which refuses pairs without ground truth.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from matr.data.own_videos import read_own_videos
@@ -27,16 +34,18 @@ from matr.data.sportsmoments import read_sportsmoments_csv, read_sportsmoments_j
 JSON_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".ndjson")
 
 
-def load_annotations(path: str | Path, split: str | None = None) -> list[PairRecord]:
+def load_annotations(
+    path: str | Path, split: str | None = None, *, durations: Mapping[str, float] | None = None
+) -> list[PairRecord]:
     """The pair records of an annotation file in any supported format (module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        records = _read_csv(path, split)
+        records = _read_csv(path, split, durations)
     elif suffix in JSON_SUFFIXES:
-        records = _read_json_lines(path, split)
+        records = _read_json_lines(path, split, durations)
     else:
         raise AnnotationError(
             f"{path}: unknown annotation format {suffix!r}; expected .csv or {', '.join(JSON_SUFFIXES)}"
@@ -44,25 +53,25 @@ def load_annotations(path: str | Path, split: str | None = None) -> list[PairRec
     return _select_split(path, records, split)
 
 
-def _read_csv(path: Path, split: str | None) -> list[PairRecord]:
+def _read_csv(path: Path, split: str | None, durations: Mapping[str, float] | None) -> list[PairRecord]:
     with open(path, encoding="utf-8-sig", newline="") as handle:
         header = [name.strip() for name in next(csv.reader(handle), [])]
     if "query_id" in header:
-        return read_sportsmoments_csv(path, split=split)
+        return read_sportsmoments_csv(path, split=split, durations=durations)
     if {"query", "target"} <= set(header):
-        return read_own_videos(path, split=split or "test").records
+        return read_own_videos(path, split=split or "test", store_durations=durations).records
     raise AnnotationError(
         f"{path}, line 1: header {header} is neither a SportsMoments CSV (query_id, "
         "reference_id, ...) nor an own-videos CSV (query, target, ...)"
     )
 
 
-def _read_json_lines(path: Path, split: str | None) -> list[PairRecord]:
+def _read_json_lines(path: Path, split: str | None, durations: Mapping[str, float] | None) -> list[PairRecord]:
     first = _first_record(path)
     if "pair_id" in first:
-        return load_pairs(path)
+        return load_pairs(path, durations)
     if "qid" in first:
-        return read_sportsmoments_jsonl(path, split=split)
+        return read_sportsmoments_jsonl(path, split=split, durations=durations)
     raise AnnotationError(
         f"{path}: the first record has keys {sorted(first)}; expected 'pair_id' "
         "(matr pair records) or 'qid' (SportsMoments JSON lines)"

@@ -26,10 +26,11 @@ Length limits (both optional):
   epoch (``set_epoch``) in training. Cropping changes the evaluation task, so evaluate without it
   where memory allows.
 
-Items are dicts: ``pair_id`` str, ``query`` (N, d) and ``target`` (M, d) float32 tensors,
-``window`` (2,) float seconds (NaN when the record has no ground truth), ``duration`` and
+Items are dicts: ``pair_id`` str, ``query`` (N, d) and ``target`` (M, d) tensors in the stored
+dtype (float16 from a feature store, else float32; :func:`collate_pairs` pads them into float32),
+``window`` (2,) float64 seconds (NaN when the record has no ground truth), ``duration`` and
 ``target_start`` floats (seconds), ``clip_length`` float. :func:`collate_pairs` turns a list of
-them into the batch of ``contracts.md``.
+them into the batch :meth:`matr.model.MATR.forward` reads.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from matr.data.records import PairRecord
-from matr.span_ops import frame_targets
+from matr.span_ops import frame_centers
 
 Item = dict[str, Any]
+_KEPT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 
 
 class FeatureSource(Protocol):
@@ -73,13 +75,49 @@ class InMemoryFeatures:
         return self.features[video_id]
 
 
+class CachedFeatures:
+    """A :class:`FeatureSource` that opens each video of ``source`` once per process and keeps it.
+
+    A feature store's arrays are memory maps, so keeping them costs address space, not memory;
+    opening one (manifest look-up, stale check, ``.npy`` header) costs more than reading a clip.
+    The cache is not pickled: every data-loader worker fills its own.
+    """
+
+    def __init__(self, source: FeatureSource) -> None:
+        self.source = source
+        self.clip_length = float(source.clip_length)
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def load(self, video_id: str) -> np.ndarray:
+        array = self._arrays.get(video_id)
+        if array is None:
+            array = self._arrays[video_id] = self.source.load(video_id)
+        return array
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": {}}
+
+
 def frame_range(span: Sequence[float], num_frames: int, clip_length: float) -> tuple[int, int]:
-    """``(first, stop)``: the frames whose centres lie in ``span`` (seconds), at least one."""
+    """``(first, stop)``: the frames whose centres lie in ``span`` (seconds), at least one.
+
+    The rule of :func:`matr.span_ops.frame_targets` (float32 centres, the midpoint's frame for a
+    window between two centres), computed without building the per-frame targets.
+    """
     if num_frames < 1:
         raise ValueError("cannot take a clip of a video with no frames")
-    foreground, _ = frame_targets((float(span[0]), float(span[1])), num_frames, clip_length)
-    inside = torch.nonzero(foreground).flatten()
-    return int(inside[0]), int(inside[-1]) + 1
+    start, end = float(span[0]), float(span[1])
+    if not end >= start:
+        raise ValueError(f"window end {end} is before its start {start}")
+    centres = (np.arange(num_frames, dtype=np.float32) + np.float32(0.5)) * np.float32(clip_length)
+    first, stop = (
+        int(np.searchsorted(centres, np.float32(start), "left")),
+        int(np.searchsorted(centres, np.float32(end), "right")),
+    )
+    if first < stop:
+        return first, stop
+    middle = int(min(max((start + end) / 2 // clip_length, 0), num_frames - 1))
+    return middle, middle + 1
 
 
 def resample_frames(features: np.ndarray, length: int) -> np.ndarray:
@@ -141,13 +179,19 @@ def make_item(
         window = (min(max(window[0], 0.0), duration), min(max(window[1], 0.0), duration))
     return {
         "pair_id": pair_id,
-        "query": torch.from_numpy(np.asarray(query, dtype=np.float32)),
-        "target": torch.from_numpy(np.asarray(target, dtype=np.float32)),
-        "window": torch.tensor(window if window is not None else (math.nan, math.nan), dtype=torch.float32),
+        "query": _features_tensor(query),
+        "target": _features_tensor(target),
+        "window": torch.tensor(window if window is not None else (math.nan, math.nan), dtype=torch.float64),
         "duration": float(duration),
         "target_start": float(target_start),
         "clip_length": float(clip_length),
     }
+
+
+def _features_tensor(features: np.ndarray) -> Tensor:
+    """A copy of ``features`` as a tensor in their stored float16 / float32 (collate makes float32 once)."""
+    array = np.asarray(features)
+    return torch.from_numpy(np.array(array, dtype=array.dtype if array.dtype in _KEPT_DTYPES else np.float32))
 
 
 def check_frame_limits(max_query_frames: int | None, max_target_frames: int | None) -> None:
@@ -182,6 +226,7 @@ class PairDataset(Dataset):
                 )
         self.records = list(records)
         self.source = source
+        self._features = CachedFeatures(source)
         self.max_query_frames = max_query_frames
         self.max_target_frames = max_target_frames
         self.train = train
@@ -197,8 +242,8 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> Item:
         record = self.records[index]
-        c = float(self.source.clip_length)
-        features = self.source.load(record.target_video)
+        c = self._features.clip_length
+        features = self._features.load(record.target_video)
         first, stop = 0, len(features)
         origin, duration, shift = 0.0, record.duration, 0.0
         if record.target_window is not None:
@@ -215,24 +260,24 @@ class PairDataset(Dataset):
         return make_item(record.pair_id, self._query(record, c), target, window, duration, origin + crop_first * c, c)
 
     def _query(self, record: PairRecord, clip_length: float) -> np.ndarray:
-        features = self.source.load(record.query_video)
+        features = self._features.load(record.query_video)
         first, stop = 0, len(features)
         if record.query_window is not None:
             first, stop = frame_range(record.query_window, len(features), clip_length)
-        query = np.asarray(features[first:stop], dtype=np.float32)
+        query = np.asarray(features[first:stop])
         if self.max_query_frames is not None and len(query) > self.max_query_frames:
             query = resample_frames(query, self.max_query_frames)
         return query
 
 
 def collate_pairs(items: Sequence[Item]) -> dict[str, Any]:
-    """Pad items into the ``contracts.md`` batch.
+    """Pad items into the batch :meth:`matr.model.MATR.forward` and :class:`matr.losses.MATRLoss` read.
 
     Returns ``target (B, M, d)``, ``target_mask (B, M)`` bool (True = real frame),
     ``target_lengths (B,)``, ``query (B, N, d)``, ``query_mask (B, N)``, ``query_lengths (B,)``,
     ``foreground (B, M)`` 0/1 and ``offsets (B, M, 2)`` frame units from
     :func:`matr.span_ops.frame_targets` (0 on padding and for pairs without ground truth),
-    ``window (B, 2)`` and ``duration (B,)`` seconds, ``pair_id`` list, ``clip_length`` float;
+    ``window (B, 2)`` float64 (exact ground truth for the metrics) and ``duration (B,)`` seconds, ``pair_id`` list, ``clip_length`` float;
     plus ``target_start (B,)``: where each item's time axis starts in its target video (s).
     """
     if not items:
@@ -242,12 +287,8 @@ def collate_pairs(items: Sequence[Item]) -> dict[str, Any]:
         raise ValueError(f"items mix clip lengths {sorted({item['clip_length'] for item in items})}")
     target, target_mask, target_lengths = _pad([item["target"] for item in items])
     query, query_mask, query_lengths = _pad([item["query"] for item in items])
-    foreground = torch.zeros(target_mask.shape)
-    offsets = torch.zeros(*target_mask.shape, 2)
-    for b, item in enumerate(items):
-        if not bool(torch.isnan(item["window"]).any()):
-            m = int(target_lengths[b])
-            foreground[b, :m], offsets[b, :m] = frame_targets(tuple(item["window"].tolist()), m, clip_length)
+    windows = torch.stack([item["window"] for item in items])
+    foreground, offsets = batch_frame_targets(windows.float(), target_lengths, target_mask.shape[1], clip_length)
     return {
         "target": target,
         "target_mask": target_mask,
@@ -257,7 +298,7 @@ def collate_pairs(items: Sequence[Item]) -> dict[str, Any]:
         "query_lengths": query_lengths,
         "foreground": foreground,
         "offsets": offsets,
-        "window": torch.stack([item["window"] for item in items]),
+        "window": windows,
         "duration": torch.tensor([item["duration"] for item in items], dtype=torch.float32),
         "target_start": torch.tensor([item["target_start"] for item in items], dtype=torch.float32),
         "pair_id": [item["pair_id"] for item in items],
@@ -265,14 +306,39 @@ def collate_pairs(items: Sequence[Item]) -> dict[str, Any]:
     }
 
 
+def batch_frame_targets(windows: Tensor, lengths: Tensor, num_frames: int, clip_length: float) -> tuple[Tensor, Tensor]:
+    """:func:`matr.span_ops.frame_targets` of a whole batch at once.
+
+    ``windows (B, 2)`` float32 seconds (NaN rows: no ground truth), ``lengths (B,)`` real frames.
+    Returns ``foreground (B, M)`` 0/1 and ``offsets (B, M, 2)`` frame units, 0 on padding and on
+    pairs without ground truth; values equal the per-pair function's.
+    """
+    has_window = ~torch.isnan(windows).any(dim=1)
+    if bool((windows[has_window, 1] < windows[has_window, 0]).any()):
+        raise ValueError("a window ends before its start")
+    real = (torch.arange(num_frames) < lengths[:, None]) & has_window[:, None]
+    centres = frame_centers(num_frames, clip_length)
+    start, end = windows[:, :1], windows[:, 1:]
+    foreground = (centres >= start) & (centres <= end) & real
+    empty = has_window & ~foreground.any(dim=1)
+    if bool(empty.any()):
+        midpoint = (windows[empty].double().sum(dim=1) / 2).div(clip_length, rounding_mode="floor")
+        middle = torch.minimum(midpoint.clamp(min=0).long(), lengths[empty] - 1)
+        foreground[torch.nonzero(empty).flatten(), middle] = True
+    offsets = torch.stack([(centres - start) / clip_length, (end - centres) / clip_length], dim=-1)
+    return foreground.float(), torch.where(real.unsqueeze(-1), offsets, 0.0)
+
+
 def _pad(sequences: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """``B`` tensors ``(L_b, d)`` -> padded ``(B, L, d)``, mask ``(B, L)``, lengths ``(B,)``."""
+    """``B`` tensors ``(L_b, d)`` -> padded float32 ``(B, L, d)``, mask ``(B, L)``, lengths ``(B,)``."""
     dims = {s.shape[1] for s in sequences}
     if len(dims) != 1:
         raise ValueError(f"items mix feature sizes {sorted(dims)}")
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
     if bool((lengths == 0).any()):
         raise ValueError("an item has no frames")
-    padded = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True)
+    padded = torch.zeros(len(sequences), int(lengths.max()), dims.pop())
+    for row, sequence in zip(padded, sequences, strict=True):
+        row[: len(sequence)] = sequence  # the one conversion of stored float16 to float32
     mask = torch.arange(padded.shape[1]) < lengths[:, None]
     return padded, mask, lengths

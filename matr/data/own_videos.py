@@ -13,19 +13,20 @@ Paths are relative to the CSV's folder (absolute paths are kept). A video's id i
 with the same stem are an error. :attr:`OwnVideos.paths` (id -> file) is what feature extraction
 takes. ``pair_id`` is ``f"{query}->{target}"``, with ``[start,end]`` after the query when the
 query is a clip; a repeated pair id is an error.
-Durations come from ``probe(path)`` (default: :func:`matr.video.probe_video`'s duration).
-Missing files, bad numbers and windows outside the video are errors naming the CSV line.
+Durations come from ``probe(path)`` (default: :func:`matr.features.video.probe_video`'s duration).
+Missing files, bad numbers, windows outside the video and zero-length ground-truth windows are
+errors naming the CSV line; so is a CSV without rows. Evaluation needs ``gt_start``/``gt_end`` in
+every row (:func:`matr.data.records.evaluation_inputs` says so).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from matr.data.records import PairRecord, clip_to_duration, located
-from matr.video import probe_video
+from matr.data.records import PairRecord, clip_to_duration, collect_records, located
 
 REQUIRED: tuple[str, ...] = ("query", "target")
 OPTIONAL: tuple[str, ...] = ("gt_start", "gt_end", "query_start", "query_end")
@@ -40,20 +41,34 @@ class OwnVideos:
 
 
 def probe_duration(path: Path) -> float:
-    """Duration (s) of a video file, as :func:`matr.video.probe_video` reads it."""
+    """Duration (s) of a video file, as :func:`matr.features.video.probe_video` reads it."""
+    from matr.features.video import probe_video  # decoding stack loaded only when a CSV is read
+
     return probe_video(path).duration
 
 
 def read_own_videos(
-    csv_path: str | Path, split: str = "test", probe: Callable[[Path], float] = probe_duration
+    csv_path: str | Path,
+    split: str = "test",
+    probe: Callable[[Path], float] = probe_duration,
+    store_durations: Mapping[str, float] | None = None,
 ) -> OwnVideos:
-    """Read the CSV at ``csv_path`` (format in the module docstring)."""
+    """Read the CSV at ``csv_path`` (format in the module docstring).
+
+    ``store_durations`` (video id -> seconds, from the feature store): check each record against them too.
+    """
     csv_path = Path(csv_path)
-    folder = csv_path.parent
-    records: list[PairRecord] = []
     paths: dict[str, Path] = {}
     durations: dict[Path, float] = {}
-    first_line: dict[str, int] = {}
+
+    def build(row: dict[str, str | None]) -> PairRecord:
+        query, query_file = _video(row["query"], csv_path.parent, paths)
+        target, target_file = _video(row["target"], csv_path.parent, paths)
+        for file in (query_file, target_file):
+            if file not in durations:
+                durations[file] = _probe(probe, file)
+        return _record(row, query, target, durations[query_file], durations[target_file], split)
+
     with open(csv_path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
@@ -62,25 +77,9 @@ def read_own_videos(
             raise located(
                 csv_path, "line 1", f"missing columns {missing}; required {list(REQUIRED)}, optional {list(OPTIONAL)}"
             )
-        for row in reader:
-            line = reader.line_num
-            try:
-                query, query_file = _video(row["query"], folder, paths)
-                target, target_file = _video(row["target"], folder, paths)
-                for file in (query_file, target_file):
-                    if file not in durations:
-                        durations[file] = _probe(probe, file)
-                record = _record(row, query, target, durations[query_file], durations[target_file], split)
-            except (ValueError, OSError) as error:
-                raise located(csv_path, f"line {line}", str(error)) from error
-            if record.pair_id in first_line:
-                raise located(
-                    csv_path,
-                    f"line {line}",
-                    f"pair {record.pair_id!r} already listed on line {first_line[record.pair_id]}",
-                )
-            first_line[record.pair_id] = line
-            records.append(record)
+        records = collect_records(csv_path, ((reader.line_num, row) for row in reader), build, store_durations)
+    if not records:
+        raise located(csv_path, "line 1", "the CSV has a header but no rows: list one pair per row")
     return OwnVideos(records, paths)
 
 
@@ -118,17 +117,8 @@ def _record(
         query_window = clip_to_duration(query_window, query_duration, "query window")
     gt = _optional_window(row, "gt_start", "gt_end")
     windows = () if gt is None else (clip_to_duration(gt, target_duration, "ground truth"),)
-    clip = "" if query_window is None else f"[{query_window[0]:g},{query_window[1]:g}]"
-    return PairRecord(
-        pair_id=f"{query}{clip}->{target}",
-        query_video=query,
-        target_video=target,
-        duration=target_duration,
-        windows=windows,
-        action_class=None,
-        split=split,
-        query_window=query_window,
-    )
+    pair_id = query + ("" if query_window is None else f"[{query_window[0]:g},{query_window[1]:g}]") + f"->{target}"
+    return PairRecord(pair_id, query, target, target_duration, windows, None, split, query_window=query_window)
 
 
 def _optional_window(row: dict[str, str | None], start_key: str, end_key: str) -> tuple[float, float] | None:

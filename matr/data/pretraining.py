@@ -5,22 +5,12 @@ model learns to localise the clip. Each clip also yields one augmented copy of i
 (reversed frames, Gaussian noise, slowed down or sped up), "doubling the number of pre-training
 samples". The target and the ground truth of the copy are those of the clip.
 
-Choices where the paper is silent (fields of :class:`PretrainConfig`):
+The choices where the paper is silent (the fields of :class:`PretrainConfig` among them) are declared
+below with :func:`matr.choices.declare`. Clip lengths: ``L`` is uniform in ``[ceil(min_clip_seconds / c),
+floor(max_clip_fraction * M)]`` (both clamped to ``[1, M]``, the upper bound raised to the lower one for
+short videos), the start ``s`` uniform over the valid starts; ``slow`` / ``fast`` give ``floor(L / factor
++ 0.5)`` frames (nearest frame at each new frame's time, :func:`matr.data.dataset.resample_frames`).
 
-* Clips are whole frames: ``L`` frames from frame ``s``, ground truth ``[s c, (s + L) c]``, so its
-  foreground frames are exactly the query's frames. ``L`` is uniform in
-  ``[ceil(min_clip_seconds / c), floor(max_clip_fraction * M)]`` (both clamped to ``[1, M]``, the
-  upper bound raised to the lower one for short videos, so a video shorter than
-  ``min_clip_seconds`` is its own query), ``s`` uniform over the valid starts.
-* The target is all ``M`` feature frames; its duration is taken as ``M c`` (so only the feature
-  source is needed, no metadata).
-* Augmentations act on CLIP features, which is equivalent to augmenting the frames for the
-  temporal ones: ``reverse`` flips the frame order; ``slow`` / ``fast`` resample the clip at
-  speed ``slow_factor`` / ``fast_factor`` (``floor(L / factor + 0.5)`` frames, nearest frame at each
-  new frame's time, :func:`matr.data.dataset.resample_frames`: 0.5x repeats every frame, 2x
-  keeps every other one). ``noise`` adds ``N(0, (noise_sigma * std)^2)`` to every value, ``std``
-  the standard deviation of all values of the clip: feature-level noise, not pixel noise.
-* One augmentation per clip, uniform over ``augmentations``.
 * Randomness: sample ``k`` is copy ``k % 2`` (0 original, 1 augmented) of video ``k // 2`` (with
   ``augment=False``: video ``k``, no copies); the clip and augmentation come from
   ``numpy.random.default_rng([seed, epoch, video index])``, the noise from
@@ -40,22 +30,49 @@ from dataclasses import dataclass
 import numpy as np
 from torch.utils.data import Dataset
 
-from matr.data.dataset import FeatureSource, Item, check_frame_limits, crop_target, make_item, resample_frames
+from matr import choices
+from matr.data.dataset import (
+    CachedFeatures,
+    FeatureSource,
+    Item,
+    check_frame_limits,
+    crop_target,
+    make_item,
+    resample_frames,
+)
 
 AUGMENTATIONS: tuple[str, ...] = ("reverse", "noise", "slow", "fast")
+choices.declare(
+    "pre-training clips",
+    "whole frames: L frames from frame s, ground truth [s c, (s + L) c]",
+    "the query's frames are then exactly the foreground frames",
+)
+choices.declare(
+    "pre-training target",
+    "all M feature frames of the video, duration M c",
+    "needs only the feature source, no metadata",
+)
+choices.declare(
+    "augmentations act on CLIP features",
+    "reverse flips the frame order; slow / fast resample the clip; noise adds N(0, (sigma std)^2) per value",
+    "equivalent to augmenting frames for the temporal ones; the noise is feature-level, not pixel noise",
+)
+choices.declare("augmentations per clip", 1, "uniform over PretrainConfig.augmentations")
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """Settings of the pre-training pairs; the paper gives none of these values."""
 
-    min_clip_seconds: float = 4.0  # shortest query clip (two 2-s frames)
-    max_clip_fraction: float = 0.5  # longest query clip, as a fraction of the video
+    min_clip_seconds: float = choices.declare("shortest pre-training query", 4.0, "two 2-s frames")
+    max_clip_fraction: float = choices.declare(
+        "longest pre-training query", 0.5, "as a fraction of the video: the target keeps frames outside the query"
+    )
     augment: bool = True  # Table 3: pre-training with / without augmentation
     augmentations: tuple[str, ...] = AUGMENTATIONS
-    noise_sigma: float = 0.5  # noise std relative to the clip's feature std
-    slow_factor: float = 0.5  # playback speed of "slow" (0.5 = half speed, twice the frames)
-    fast_factor: float = 2.0  # playback speed of "fast" (2 = double speed, half the frames)
+    noise_sigma: float = choices.declare("noise augmentation sigma", 0.5, "relative to the clip's feature std")
+    slow_factor: float = choices.declare("slow-motion speed", 0.5, "half speed: twice the frames")
+    fast_factor: float = choices.declare("fast-motion speed", 2.0, "double speed: half the frames")
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -129,6 +146,7 @@ class PretrainingDataset(Dataset):
         check_frame_limits(max_query_frames, max_target_frames)
         self.video_ids = list(video_ids)
         self.source = source
+        self._cache = CachedFeatures(source)
         self.config = config or PretrainConfig()
         self.max_query_frames = max_query_frames
         self.max_target_frames = max_target_frames
@@ -152,7 +170,7 @@ class PretrainingDataset(Dataset):
     def _features(self, index: int) -> np.ndarray:
         if not 0 <= index < len(self):
             raise IndexError(f"sample {index} out of range for {len(self)} samples")
-        return self.source.load(self.video_ids[index // self.copies])
+        return self._cache.load(self.video_ids[index // self.copies])
 
     def _sample(self, index: int, num_frames: int) -> PretrainSample:
         video, copy = divmod(index, self.copies)

@@ -8,27 +8,42 @@ clip*: the whole target video when ``target_window`` is ``None``, else the sub-w
 ``target_window = (t0, t1)`` of the target video (then ``duration == t1 - t0``).
 
 File format (``save_pairs`` / ``load_pairs``): one JSON object per line, keys sorted, every field
-present (``null`` when absent), floats rounded to :data:`DECIMALS` decimal places (1 µs) and
+present (``null`` when absent), times rounded to :data:`DECIMALS` decimal places (1 µs) and
 written in Python's shortest round-trip form, ASCII only, ``\\n`` line ends. Records round their
-floats on construction, so ``load_pairs(save_pairs(records))`` returns equal records and saving
-the same records twice gives identical bytes.
+times on construction, so ``load_pairs(save_pairs(records))`` returns equal records and saving
+the same records twice gives identical bytes. ``feature_step`` is kept unrounded (it converts
+times back to feature indices); files written before it existed lack the key and read as ``null``.
+
+Annotations are checked against the videos they name: given the feature store's durations
+(``durations``: video id -> seconds), every reader (and :func:`check_against_store` for records
+already read) reports a record whose duration or windows contradict its videos, with the same
+tolerance as the importers (:data:`WINDOW_TOLERANCE_S`). :func:`evaluation_inputs` gives what
+:func:`matr.metrics.evaluate` needs and refuses records without ground truth.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matr import choices
 from matr.io import write_text
+
+logger = logging.getLogger(__name__)
 
 DECIMALS = 6
 """Decimal places (seconds) kept in every time of a record."""
 
-WINDOW_TOLERANCE_S = 1.0
+WINDOW_TOLERANCE_S = choices.declare(
+    "tolerance of annotation windows and durations (s)",
+    1.0,
+    "annotation tools and index conversions overrun a video's end by a fraction of a second; more is an error",
+)
 """How far (seconds) an imported window may reach past its video's end before it is an error.
 
 Annotation tools and frame/feature-index conversions place ends a fraction of a second past the
@@ -85,6 +100,9 @@ class PairRecord:
     ``windows``: ground-truth moments ``((start, end), ...)`` relative to the target clip start;
     empty when unknown (inference on the user's own videos).
     ``action_class``: class name or id (``None`` when unknown). ``split``: ``train``/``val``/...
+    ``feature_step``: seconds per index of the feature grid the annotation was made on
+    (ActivityNet-VRL: one C3D feature, 16 frames), ``None`` for annotations in seconds;
+    :mod:`matr.metrics` computes ``VRL_IoU_mean`` on that grid, as the original code does.
     """
 
     pair_id: str
@@ -96,6 +114,7 @@ class PairRecord:
     split: str
     query_window: Window | None = None
     target_window: Window | None = None
+    feature_step: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -105,6 +124,8 @@ class PairRecord:
             set_(self, "query_window", _window(self.query_window))
         if self.target_window is not None:
             set_(self, "target_window", _window(self.target_window))
+        if self.feature_step is not None:
+            set_(self, "feature_step", float(self.feature_step))
         self._validate()
 
     def _validate(self) -> None:
@@ -124,9 +145,13 @@ class PairRecord:
             length = self.target_window[1] - self.target_window[0]
             if abs(length - self.duration) > _EPS:
                 raise ValueError(f"duration {self.duration:g} s differs from the target_window's length {length:g} s")
+        if self.feature_step is not None and not 0 < self.feature_step < float("inf"):
+            raise ValueError(f"feature_step must be a positive number of seconds, got {self.feature_step}")
         for start, end in self.windows:
             if not end >= start:
                 raise ValueError(f"window end {end:g} is before its start {start:g}")
+            if end == start:
+                raise ValueError(f"a ground-truth window must have positive length, got [{start:g}, {end:g}]")
             if start < 0 or end > self.duration + _EPS:
                 raise ValueError(f"window [{start:g}, {end:g}] lies outside the target clip [0, {self.duration:g}]")
 
@@ -145,6 +170,7 @@ class PairRecord:
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {"feature_step": None, **data}
         unknown, missing = sorted(set(data) - names), sorted(names - set(data))
         if unknown or missing:
             raise ValueError(f"unknown keys {unknown}, missing keys {missing}; expected {sorted(names)}")
@@ -179,24 +205,109 @@ def save_pairs(records: Iterable[PairRecord], path: str | Path) -> Path:
     return Path(path)
 
 
-def load_pairs(path: str | Path) -> list[PairRecord]:
-    """Read a pair list written by :func:`save_pairs`; errors name the file and line."""
-    records: list[PairRecord] = []
-    first_line: dict[str, int] = {}
+def load_pairs(path: str | Path, durations: Mapping[str, float] | None = None) -> list[PairRecord]:
+    """Read a pair list written by :func:`save_pairs`; errors name the file and line.
+
+    ``durations`` (video id -> seconds, from the feature store): check each record (:func:`check_record`).
+    """
     with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = PairRecord.from_json(json.loads(line))
-            except (ValueError, TypeError) as error:
-                raise located(path, f"line {number}", str(error)) from error
-            if record.pair_id in first_line:
-                raise located(
-                    path,
-                    f"line {number}",
-                    f"pair_id {record.pair_id!r} already used on line {first_line[record.pair_id]}",
-                )
-            first_line[record.pair_id] = number
-            records.append(record)
-    return records
+        rows = ((number, line) for number, line in enumerate(handle, start=1) if line.strip())
+        return collect_records(path, rows, lambda line: PairRecord.from_json(json.loads(line)), durations)
+
+
+def collect_records(
+    path: str | Path,
+    rows: Iterable[tuple[int, Any]],
+    build: Callable[[Any], PairRecord],
+    durations: Mapping[str, float] | None = None,
+    *,
+    drop_exact_repeats: bool = False,
+) -> list[PairRecord]:
+    """The records ``build(row)`` of numbered ``rows`` ``(line, row)``, checked; errors name ``path`` and the line.
+
+    Each record is checked against ``durations`` (:func:`check_record`). A pair id seen on an
+    earlier line is an error naming both lines; with ``drop_exact_repeats``, a row giving a record
+    equal to the earlier one is dropped instead (a warning counts them).
+    """
+    kept: dict[str, tuple[int, PairRecord]] = {}
+    dropped: list[int] = []
+    for line, row in rows:
+        try:
+            record = build(row)
+            check_record(record, durations or {})
+        except (ValueError, TypeError, KeyError, OSError) as error:
+            raise located(path, f"line {line}", str(error)) from error
+        if record.pair_id in kept:
+            first_line, first = kept[record.pair_id]
+            if not (drop_exact_repeats and first == record):
+                detail = "with different values" if drop_exact_repeats else "(pair ids must be unique)"
+                raise located(path, f"line {line}", f"pair {record.pair_id!r} repeats line {first_line} {detail}")
+            dropped.append(line)
+            continue
+        kept[record.pair_id] = (line, record)
+    if dropped:
+        shown = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
+        logger.warning("%s: dropped %d rows repeating an earlier row exactly (lines %s)", path, len(dropped), shown)
+    return [record for _, record in kept.values()]
+
+
+def check_record(record: PairRecord, durations: Mapping[str, float]) -> None:
+    """Raise ``ValueError`` when ``record`` contradicts its videos' ``durations`` (seconds; from the store).
+
+    Checked, with :data:`WINDOW_TOLERANCE_S`: a whole-video target's ``duration`` equals the target
+    video's; a ``target_window`` or ``query_window`` ends within its video. (The ground-truth
+    windows lie inside ``duration`` by construction.) Videos absent from ``durations`` are not checked.
+    """
+    target = durations.get(record.target_video)
+    if target is not None:
+        if record.target_window is None and abs(record.duration - target) > WINDOW_TOLERANCE_S:
+            raise ValueError(
+                f"duration {record.duration:g} s, but target video {record.target_video!r} is {target:g} s long "
+                f"in the feature store (tolerance {WINDOW_TOLERANCE_S:g} s)"
+            )
+        if record.target_window is not None:
+            _check_within(record.target_window, target, f"target_window of video {record.target_video!r}")
+    query = durations.get(record.query_video)
+    if query is not None and record.query_window is not None:
+        _check_within(record.query_window, query, f"query_window of video {record.query_video!r}")
+
+
+def check_against_store(records: Iterable[PairRecord], store_durations: Mapping[str, float], source: str) -> None:
+    """:func:`check_record` on every record; the error names ``source`` (the annotation file) and the record.
+
+    Records are numbered from 1 in the order given (for a file read whole, its order of records).
+    """
+    for number, record in enumerate(records, start=1):
+        try:
+            check_record(record, store_durations)
+        except ValueError as error:
+            raise located(source, f"record {number} (pair {record.pair_id!r})", str(error)) from error
+
+
+def evaluation_inputs(
+    records: Iterable[PairRecord], source: str
+) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
+    """``(ground_truth, feature_steps)`` for :func:`matr.metrics.evaluate`, in float64 seconds.
+
+    Raises :class:`AnnotationError` naming ``source`` when a record has no ground-truth window
+    (e.g. an own-videos CSV without ``gt_start``/``gt_end``) or a pair id repeats.
+    """
+    records = list(records)
+    check_unique_ids(records)
+    without = [r.pair_id for r in records if not r.windows]
+    if without:
+        raise AnnotationError(
+            f"{source}: evaluation needs a ground-truth window for every pair, and {len(without)} of "
+            f"{len(records)} pairs have none (first: {without[0]!r}); in an own-videos CSV give the "
+            "columns gt_start and gt_end"
+        )
+    steps = {r.pair_id: r.feature_step for r in records if r.feature_step is not None}
+    return {r.pair_id: r.windows for r in records}, steps
+
+
+def _check_within(window: Window, duration: float, what: str) -> None:
+    if window[1] > duration + WINDOW_TOLERANCE_S:
+        raise ValueError(
+            f"{what} ends at {window[1]:g} s, beyond the video's {duration:g} s in the feature store "
+            f"(tolerance {WINDOW_TOLERANCE_S:g} s)"
+        )

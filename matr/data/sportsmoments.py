@@ -25,7 +25,11 @@ Both forms give the same records for the same row:
   stem (``val.csv`` -> ``val``).
 * Windows must satisfy ``0 <= start <= end``; an end up to
   :data:`~matr.data.records.WINDOW_TOLERANCE_S` past the duration is clipped, further is an error.
-  With ``known_videos`` given, ids outside it are errors. Errors name the file and line.
+  With ``known_videos`` given, ids outside it are errors. Ground-truth windows must have positive
+  length.
+* With ``durations`` (video id -> seconds, from the feature store) given, a row whose duration or
+  windows contradict its videos is an error (:func:`~matr.data.records.check_record`).
+* A file without rows is an error. Errors name the file and line.
 """
 
 from __future__ import annotations
@@ -36,11 +40,9 @@ import logging
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from matr.data.records import PairRecord, clip_to_duration, located
-
-logger = logging.getLogger(__name__)
+from matr.data.records import PairRecord, clip_to_duration, collect_records, located
 
 CSV_FIELDS: tuple[str, ...] = (
     "query_id",
@@ -53,9 +55,8 @@ CSV_FIELDS: tuple[str, ...] = (
 JSONL_REQUIRED: tuple[str, ...] = ("qid", "vid", "duration", "relevant_windows")
 JSONL_OPTIONAL: tuple[str, ...] = ("query", "relevant_clip_ids", "saliency_scores", "action_class", "split")
 CLASS_MAPPING_FILE = "id_class_mapping.json"
+logger = logging.getLogger(__name__)
 _CLIP_ID = re.compile(r"^(?P<video>.+)__(?P<cls>\d+)_(?P<idx>\d+)$")
-
-Row = tuple[int, PairRecord]
 
 
 def load_class_names(path: str | Path) -> dict[int, str]:
@@ -70,63 +71,41 @@ def load_class_names(path: str | Path) -> dict[int, str]:
         raise located(path, "top level", f"class ids must be integers: {error}") from error
 
 
-def read_sportsmoments_csv(
-    path: str | Path,
-    split: str | None = None,
-    class_names: Mapping[int, str] | None = None,
-    known_videos: Collection[str] | None = None,
-) -> list[PairRecord]:
+class ReadOptions(TypedDict, total=False):
+    """Options of both readers: ``split``, ``class_names``, ``known_videos``, ``durations`` (module docstring)."""
+
+    split: str | None
+    class_names: Mapping[int, str] | None
+    known_videos: Collection[str] | None
+    durations: Mapping[str, float] | None
+
+
+def read_sportsmoments_csv(path: str | Path, **options: Unpack[ReadOptions]) -> list[PairRecord]:
     """Records of a SportsMoments CSV file (see the module docstring for the rules)."""
-    names = _class_names(path, class_names)
-    split = split or Path(path).stem
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [name for name in CSV_FIELDS if name not in (reader.fieldnames or [])]
         if missing:
             raise located(path, "line 1", f"missing columns {missing}; expected {list(CSV_FIELDS)}")
-        rows = ((reader.line_num, row) for row in reader)
-        return _collect(path, rows, lambda row: _csv_record(row, split, names, known_videos))
+        return _read(path, ((reader.line_num, row) for row in reader), _csv_record, options)
 
 
-def read_sportsmoments_jsonl(
-    path: str | Path,
-    split: str | None = None,
-    class_names: Mapping[int, str] | None = None,
-    known_videos: Collection[str] | None = None,
-) -> list[PairRecord]:
+def read_sportsmoments_jsonl(path: str | Path, **options: Unpack[ReadOptions]) -> list[PairRecord]:
     """Records of a SportsMoments JSON-lines file (see the module docstring for the rules)."""
-    names = _class_names(path, class_names)
-    split = split or Path(path).stem
     with open(path, encoding="utf-8") as handle:
-        return _collect(path, _json_lines(path, handle), lambda row: _jsonl_record(row, split, names, known_videos))
+        return _read(path, _json_lines(path, handle), _jsonl_record, options)
 
 
-def _collect(path: str | Path, rows: Iterator[tuple[int, Any]], build: Callable[[Any], PairRecord]) -> list[PairRecord]:
-    kept: dict[str, Row] = {}
-    dropped: list[int] = []
-    for line, row in rows:
-        try:
-            record = build(row)
-        except (ValueError, TypeError, KeyError) as error:
-            raise located(path, f"line {line}", str(error)) from error
-        if record.pair_id in kept:
-            first_line, first = kept[record.pair_id]
-            if first != record:
-                raise located(
-                    path, f"line {line}", f"pair {record.pair_id!r} repeats line {first_line} with different values"
-                )
-            dropped.append(line)
-            continue
-        kept[record.pair_id] = (line, record)
-    if dropped:
-        logger.warning(
-            "%s: dropped %d rows repeating an earlier row exactly (lines %s%s)",
-            path,
-            len(dropped),
-            ", ".join(map(str, dropped[:5])),
-            ", ..." if len(dropped) > 5 else "",
-        )
-    return [record for _, record in kept.values()]
+def _read(path: str | Path, rows: Iterator[tuple[int, Any]], build: Callable, options: ReadOptions) -> list[PairRecord]:
+    names = _class_names(path, options.get("class_names"))
+    split = options.get("split") or Path(path).stem
+    known = options.get("known_videos")
+    records = collect_records(
+        path, rows, lambda row: build(row, split, names, known), options.get("durations"), drop_exact_repeats=True
+    )
+    if not records:
+        raise located(path, "line 1", "the file holds no rows (a header alone, or nothing)")
+    return records
 
 
 def _json_lines(path: str | Path, handle: Any) -> Iterator[tuple[int, Any]]:

@@ -10,13 +10,20 @@ cell tagged ``parameters`` holding these plain, type-annotated literals (:data:`
     device: str = "auto"
 
 and writes its results into ``<artifacts>/<notebook stem>/`` following the ARTIFACT CONTRACT of
-:mod:`matr.report`. A run of :func:`run_notebooks` into ``out_dir`` leaves::
+:mod:`matr.reporting.artifacts`. A run of :func:`run_notebooks` into ``out_dir`` leaves::
 
     out_dir/notebooks/NN_name.ipynb           executed copy: the last successful run of each notebook
     out_dir/notebooks/failed/NN_name.ipynb    the last failed run, kept apart (with papermill's banner)
-    out_dir/timings.json                      {stem: {"seconds", "finished", "profile"}}, merged per run
+    out_dir/timings.json                      {stem: {"seconds", "cells", "finished", "profile"}}, merged per run
 
-:func:`make_report` runs a selection of the series for a profile and builds the report.
+:func:`make_report` runs a selection of the series for a profile (default :data:`DEFAULT_PROFILE`,
+the same for ``make report`` and ``matr report``) and builds the report.
+
+Quiet and informative: the kernels run with :data:`HEADLESS_ENV` (progress bars inside the
+notebooks are off, so executed copies hold no flood of bar refreshes and no widget state); with
+``progress=True`` the runner shows one bar per notebook naming the running cell, the elapsed time
+and the time left by the last run's per-cell timings (:mod:`matr.reporting.progress`). Each
+executed copy is cleaned before it is kept (:func:`matr.reporting.executed.clean_executed`).
 
 Kernel: papermill starts the Jupyter kernel named ``python3``. jupyter_client replaces a kernelspec
 command of ``python``/``python3`` by the interpreter running papermill, so inside the project's
@@ -49,9 +56,13 @@ from typing import Any
 import papermill
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from matr.experiments.profiles import get_profile
 from matr.io import write_json
-from matr.profiles import get_profile
-from matr.report import EXECUTED_DIR, TIMINGS_FILE, build_report
+from matr.reporting.artifacts import read_json
+from matr.reporting.executed import cell_durations, clean_executed
+from matr.reporting.progress import ENGINE, NotebookProgress, cell_seconds, format_seconds
+from matr.reporting.report import build_report
+from matr.reporting.sections import EXECUTED_DIR, TIMINGS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +72,9 @@ NOTEBOOK_PARAMETERS: Mapping[str, type] = MappingProxyType(
 NOTEBOOK_NAME = re.compile(r"^(?P<number>\d+)_(?P<name>\w+)\.ipynb$")
 FAILED_DIR = "failed"
 KERNEL = "python3"
-HEADLESS_ENV: Mapping[str, str] = MappingProxyType({"TQDM_MININTERVAL": "5"})
+KERNEL_ARGUMENTS: tuple[str, ...] = ("--IPKernelApp.log_level=ERROR",)  # no kernel-app chatter on the console
+DEFAULT_PROFILE = "demo"
+HEADLESS_ENV: Mapping[str, str] = MappingProxyType({"TQDM_DISABLE": "1", "TQDM_MININTERVAL": "30"})
 NB_DIFF_IGNORE: tuple[str, ...] = (
     "/cells/*/outputs",
     "/cells/*/execution_count",
@@ -186,44 +199,88 @@ def run_notebooks(
 
     Every notebook's parameters are checked before any runs. Each runs with its own folder as the
     working directory (paths in ``parameters`` should be absolute: :func:`notebook_parameters`),
-    into a temporary file that becomes ``out_dir/notebooks/NAME.ipynb`` only on
+    into a temporary file that becomes ``out_dir/notebooks/NAME.ipynb`` (cleaned) only on
     success; a failed run goes to ``out_dir/notebooks/failed/NAME.ipynb`` and raises
-    :class:`NotebookFailed`. ``progress``: papermill's per-cell bar, labelled with the notebook;
-    ``log_output``: notebook output into this module's logger.
+    :class:`NotebookFailed`. ``progress``: one bar per notebook with the running cell, elapsed time
+    and an estimate from ``timings.json``; ``log_output``: notebook output into this module's logger.
     """
     notebooks = [Path(notebook).resolve() for notebook in notebooks]  # papermill changes directory while it runs
     out_dir = Path(out_dir).resolve()
-    for notebook in notebooks:
-        check_parameters(notebook, parameters)
+    with contextlib.nullcontext() if log_output else _quiet(logging.getLogger("papermill")):
+        for notebook in notebooks:
+            check_parameters(notebook, parameters)
+        return _run_series(notebooks, out_dir, parameters, kernel=kernel, progress=progress, log_output=log_output)
+
+
+def _run_series(
+    notebooks: Sequence[Path],
+    out_dir: Path,
+    parameters: Mapping[str, Any],
+    *,
+    kernel: str,
+    progress: bool,
+    log_output: bool,
+) -> list[NotebookRun]:
     _check_kernel(kernel)
     executed_dir = out_dir / EXECUTED_DIR
     executed_dir.mkdir(parents=True, exist_ok=True)
+    timings = read_json(out_dir / TIMINGS_FILE) or {}
+    _log_estimate(notebooks, timings)
     runs = []
     with _environment(HEADLESS_ENV):
-        for notebook in notebooks:
-            run = _run_one(notebook, executed_dir, parameters, kernel=kernel, progress=progress, log_output=log_output)
+        for index, notebook in enumerate(notebooks, start=1):
+            bar = NotebookProgress(notebook.stem, (index, len(notebooks)), cell_seconds(timings, notebook.stem))
+            try:
+                run = _run_one(
+                    notebook,
+                    executed_dir,
+                    parameters,
+                    kernel=kernel,
+                    progress=bar if progress else None,
+                    log_output=log_output,
+                )
+            finally:
+                bar.close()
             _record_timing(out_dir / TIMINGS_FILE, run, parameters)
             runs.append(run)
     return runs
 
 
+def _log_estimate(notebooks: Sequence[Path], timings: Mapping[str, Any]) -> None:
+    known = [float(timings[nb.stem]["seconds"]) for nb in notebooks if "seconds" in timings.get(nb.stem, {})]
+    if known:
+        log.info(
+            "running %d notebook(s); the last run of %d of them took %s (timings.json)",
+            len(notebooks),
+            len(known),
+            format_seconds(sum(known)),
+        )
+
+
 def _run_one(
-    notebook: Path, executed_dir: Path, parameters: Mapping[str, Any], *, kernel: str, progress: bool, log_output: bool
+    notebook: Path,
+    executed_dir: Path,
+    parameters: Mapping[str, Any],
+    *,
+    kernel: str,
+    progress: NotebookProgress | None,
+    log_output: bool,
 ) -> NotebookRun:
     running = executed_dir / f".{notebook.stem}.running.ipynb"
     failed = executed_dir / FAILED_DIR / notebook.name
     log.info("running %s", notebook)
     start = time.perf_counter()
-    progress_bar = {"desc": notebook.stem} if progress else False
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(running),
-            parameters=dict(parameters),
-            kernel_name=kernel,
+        _papermill(
+            notebook,
+            running,
+            parameters,
+            kernel,
+            engine_name=ENGINE,
+            extra_arguments=KERNEL_ARGUMENTS,
             cwd=str(notebook.parent),
-            progress_bar=progress_bar,
             log_output=log_output,
+            progress=progress,
         )
     except BaseException as error:
         kept = _keep_failed(running, failed)
@@ -232,6 +289,7 @@ def _run_one(
         raise
     seconds = time.perf_counter() - start
     executed = executed_dir / notebook.name
+    clean_executed(running)
     os.replace(running, executed)
     failed.unlink(missing_ok=True)
     log.info("%s finished in %.1f s", notebook.name, seconds)
@@ -276,9 +334,10 @@ def _source_cell_index(executed_index: int, executed_copy: Path | None) -> int:
 
 def _record_timing(path: Path, run: NotebookRun, parameters: Mapping[str, Any]) -> None:
     """Merge this run's seconds into ``timings.json``, keeping the other notebooks' entries."""
-    timings = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    timings = read_json(path) or {}
     timings[run.notebook.stem] = {
         "seconds": round(run.seconds, 3),
+        "cells": cell_durations(run.executed),
         "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "profile": parameters.get("profile"),
     }
@@ -303,6 +362,17 @@ def _check_kernel(kernel: str) -> None:
 
 
 @contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """``logger`` at WARNING at least while the series runs (papermill logs every file it opens at INFO)."""
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _environment(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables the kernels inherit (without overriding the user's), then restore."""
     added = [name for name in values if name not in os.environ]
@@ -321,22 +391,22 @@ def prepare_notebook(
     check_parameters(notebook, parameters)
     prepared = Path(dest_dir) / notebook.name
     prepared.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(notebook),
-        str(prepared),
-        parameters=dict(parameters),
-        kernel_name=kernel,
-        prepare_only=True,
-        progress_bar=False,
-    )
+    _papermill(notebook, prepared, parameters, kernel, prepare_only=True)
     return prepared
+
+
+def _papermill(notebook: Path, output: Path, parameters: Mapping[str, Any], kernel: str, **options: Any) -> None:
+    """papermill's ``execute_notebook`` without its own progress bar (``options``: its other arguments)."""
+    papermill.execute_notebook(
+        str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel, progress_bar=False, **options
+    )
 
 
 # --- The whole job ------------------------------------------------------------------------------
 
 
 def make_report(
-    profile: str,
+    profile: str = DEFAULT_PROFILE,
     *,
     notebooks_dir: str | os.PathLike = "notebooks",
     out_dir: str | os.PathLike = "reports",

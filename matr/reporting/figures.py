@@ -3,10 +3,10 @@
 Each plotting function takes data (DataFrames of :mod:`matr.experiments`, arrays) and returns a
 ``matplotlib.figure.Figure``; it computes nothing the library does not already give. :func:`save`
 writes a figure atomically as PNG next to the notebook's other artifacts and returns its
-``figures.json`` entry (ARTIFACT CONTRACT of :mod:`matr.report`); :func:`write_index` writes them.
+``figures.json`` entry (ARTIFACT CONTRACT of :mod:`matr.reporting.artifacts`); :func:`write_index` writes them.
 
 * :func:`table_bars`: our metrics next to the paper's (ActivityNet-VRL and SportsMoments) per row.
-* :func:`training_curves`: per-epoch quantities of training runs (``metrics.jsonl``).
+* :func:`training_curves`: per-epoch quantities of training runs, a grid of panels, one colour per run.
 * :func:`dataset_figure`: target durations, moment lengths and positions per split.
 * :func:`iou_distribution`: the top-1 IoU of every pair, per method.
 * :func:`moment_figure`: Fig. 4 of the paper: query frames, target frames, and a timeline with the
@@ -28,13 +28,14 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
+from matr.experiments.tables import PAPER_COLUMNS, PAPER_METRIC
 from matr.io import atomic_open, write_json
+from matr.reporting.artifacts import FIGURE_KINDS
 
-FIGURE_KINDS: tuple[str, ...] = ("figure", "curves")
-PAPER_SERIES: Mapping[str, str] = {"paper_AN": "paper, ActivityNet-VRL", "paper_SM": "paper, SportsMoments"}
-_PAPER_METRIC = {"mIoU": "mIoU", "R1@0.5": "R1"}
 GROUND_TRUTH_COLOUR = "#2ca02c"
+PANEL_SIZE = (5.2, 3.4)
 
 
 def use_style() -> None:
@@ -74,55 +75,81 @@ def write_index(folder: str | os.PathLike, entries: Sequence[Mapping[str, str]])
 
 
 def table_bars(frame: pd.DataFrame, metrics: Sequence[str] = ("mIoU", "R1@0.5")) -> Figure:
-    """Horizontal bars per row of a table (:func:`matr.experiments.table_frame`): ours and the paper's.
+    """Horizontal bars per row of a table: ours (with its 95% CI) and the paper's, one panel per metric.
 
-    One panel per metric; the paper's bars appear only where a row has a matching paper row.
+    ``frame``: ``matr.experiments.results.table_frame`` (``label``, each metric, ``"<metric> low"`` /
+    ``"<metric> high"`` when there is a CI, ``paper_<column>``). The paper's bars (the columns of
+    ``PAPER_COLUMNS`` compared with that metric) appear only where a row has a matching paper row.
     """
-    long = []
-    for _, row in frame.iterrows():
-        for metric in metrics:
-            long.append({"row": row["label"], "metric": metric, "source": "ours", "value": row[metric]})
-            for prefix, name in PAPER_SERIES.items():
-                value = row.get(f"{prefix}_{_PAPER_METRIC.get(metric, metric)}")
-                if value is not None and not pd.isna(value):
-                    long.append({"row": row["label"], "metric": metric, "source": name, "value": value})
-    long = pd.DataFrame(long)
     fig, axes = plt.subplots(
-        1, len(metrics), figsize=(6 * len(metrics), 0.7 * len(frame) + 1.6), sharey=True, squeeze=False
+        1, len(metrics), figsize=(6 * len(metrics), 0.8 * len(frame) + 1.6), sharey=True, squeeze=False
     )
-    hue_order = ["ours", *(name for name in PAPER_SERIES.values() if name in set(long["source"]))]
+    rows = np.arange(len(frame))
     for ax, metric in zip(axes[0], metrics):
-        sns.barplot(
-            data=long[long["metric"] == metric],
-            y="row",
-            x="value",
-            hue="source",
-            hue_order=hue_order,
-            order=list(frame["label"]),
-            orient="h",
-            ax=ax,
-        )
-        ax.set(title=metric, xlabel="%", ylabel="", xlim=(0, 100))
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[0]:
-        ax.get_legend().remove()
+        series = [("ours", frame[metric])] + [
+            (PAPER_COLUMNS[column].removesuffix(f" {metric}"), frame.get(f"paper_{column}"))
+            for column, compared in PAPER_METRIC.items()
+            if compared == metric and frame.get(f"paper_{column}") is not None
+        ]
+        height = 0.8 / len(series)
+        colours = sns.color_palette("colorblind", len(series))
+        for index, ((name, values), colour) in enumerate(zip(series, colours)):
+            values = pd.to_numeric(values, errors="coerce")
+            offset = rows - 0.4 + height * (index + 0.5)
+            error = _ci_error(frame, metric) if index == 0 else None
+            ax.barh(offset, values, height=height, color=colour, label=name, xerr=error, capsize=2)
+        ax.set(title=metric, xlabel="%", xlim=(0, 100))
+        ax.grid(axis="y", visible=False)
+    axes[0, 0].set_yticks(rows, list(frame["label"]))
+    axes[0, 0].invert_yaxis()  # the table's first row on top (the panels share the axis)
+    handles, names = axes[0, 0].get_legend_handles_labels()
     fig.tight_layout()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), frameon=False)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(names), frameon=False)
     return fig
 
 
-def training_curves(curves: pd.DataFrame, quantities: Sequence[str] = ("train_loss", "val_R1@0.5")) -> Figure:
-    """One panel per quantity present in ``curves`` (``run, epoch, ...``), a line per run."""
+def _ci_error(frame: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """``(2, rows)`` distances from the value down to the CI's low end and up to its high end (None without CIs)."""
+    if f"{metric} low" not in frame or f"{metric} high" not in frame:
+        return None
+    value = frame[metric].to_numpy(dtype=float)
+    low, high = frame[f"{metric} low"].to_numpy(dtype=float), frame[f"{metric} high"].to_numpy(dtype=float)
+    return np.nan_to_num(np.stack([value - low, high - value]).clip(min=0))
+
+
+def training_curves(
+    curves: pd.DataFrame,
+    quantities: Sequence[str] = ("train_loss", "val_R1@0.5"),
+    *,
+    labels: Mapping[str, str] | None = None,
+    columns: int = 2,
+) -> Figure:
+    """A grid of panels (``columns`` wide), one per quantity present in ``curves`` (``run, epoch, ...``).
+
+    Each run keeps one colour in every panel; ``labels`` maps run names to the names the legend
+    shows (the table's row names; runs it omits are left out). One legend, below the grid.
+    """
     present = [q for q in quantities if q in curves.columns and curves[q].notna().any()]
     if not present:
         raise ValueError(f"none of {list(quantities)} is in the curves; columns: {list(curves.columns)}")
-    fig, axes = plt.subplots(1, len(present), figsize=(5.5 * len(present), 3.6), squeeze=False)
-    for ax, quantity in zip(axes[0], present):
-        sns.lineplot(
-            data=curves[curves[quantity].notna()], x="epoch", y=quantity, hue="run", marker="o", markersize=3, ax=ax
-        )
-        ax.set(title=quantity)
-    fig.tight_layout()
+    runs = list(labels) if labels is not None else list(dict.fromkeys(curves["run"]))
+    colours = dict(zip(runs, sns.color_palette("colorblind", len(runs))))
+    rows = -(-len(present) // columns)
+    width = min(columns, len(present))
+    fig, axes = plt.subplots(
+        rows, width, figsize=(PANEL_SIZE[0] * width, PANEL_SIZE[1] * rows), squeeze=False, constrained_layout=True
+    )
+    for ax, quantity in zip(axes.flat, present):
+        for run in runs:
+            points = curves[(curves["run"] == run) & curves[quantity].notna()]
+            name = labels[run] if labels is not None else run
+            ax.plot(points["epoch"], points[quantity], marker="o", markersize=3, color=colours[run], label=name)
+        ax.set(title=quantity, xlabel="epoch", ylabel="")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes.flat[len(present) :]:
+        ax.set_axis_off()
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), frameon=False)
     return fig
 
 
@@ -185,7 +212,8 @@ def moment_figure(example: Any, *, title: str | None = None) -> Figure:
 
 
 def _filmstrip(ax: plt.Axes, video: Any, highlight: tuple[float, float] | None) -> None:
-    """Frames side by side; with ``highlight``, frames shown inside that span get a green frame."""
+    """Frames side by side, each labelled with the time it shows; with ``highlight``, frames whose
+    time lies inside that span get a green outline (label and outline by the same time)."""
     frames = video.frames  # (K, H, W, 3)
     k, h, w, _ = frames.shape
     gap = max(2, w // 24)
@@ -194,10 +222,10 @@ def _filmstrip(ax: plt.Axes, video: Any, highlight: tuple[float, float] | None) 
         strip[:, i * (w + gap) : i * (w + gap) + w] = frame
     ax.imshow(strip)
     ax.set_axis_off()
-    for i, t in enumerate(video.timestamps):
-        centre = t + video.clip_length / 2
-        ax.text(i * (w + gap) + w / 2, h + 2, f"{max(t, 0.0):.0f}s", ha="center", va="top", fontsize="x-small")
-        if highlight is not None and highlight[0] <= centre <= highlight[1]:
+    for i, t in enumerate(np.maximum(video.timestamps, 0.0)):
+        shown = round(float(t), 1)
+        ax.text(i * (w + gap) + w / 2, h + 2, f"{shown:.1f}s", ha="center", va="top", fontsize="x-small")
+        if highlight is not None and round(highlight[0], 1) <= shown <= round(highlight[1], 1):
             ax.add_patch(Rectangle((i * (w + gap) - 0.5, -0.5), w, h, fill=False, lw=3, ec=GROUND_TRUTH_COLOUR))
 
 

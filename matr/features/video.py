@@ -1,56 +1,24 @@
 """Sparse video decoding: one frame every ``clip_length`` seconds (paper: 2 s), by timestamp.
 
-Conventions (shared with :mod:`matr.span_ops`):
+Conventions (shared with :mod:`matr.span_ops`; the choices where the paper is silent are declared
+below with :func:`matr.choices.declare`):
 
-* Window ``i`` covers ``[i * c, (i + 1) * c)`` seconds, ``c = clip_length``; its frame is the one
-  *shown* at the window centre ``t_i = (i + 0.5) * c``: the last frame whose presentation time is
-  ``<= t_i`` (the first frame when ``t_i`` precedes every frame). Sampling goes by presentation
-  time, never by frame index, so variable frame rate needs no special case.
-* A video of duration ``D`` has ``M = num_windows(D, c)`` windows: every window that starts more
-  than 1 ms before ``D`` (the millisecond absorbs container rounding), and at least one. A final
-  *partial* window thus gets a frame whenever it has content; it is sampled at the middle of its
-  content, ``(i * c + D) / 2``, because its centre may lie past the end of the video.
-* Time 0 is the container's start time, so timestamps match what a player shows and what
-  annotations are written against. A clip ``[start, end]`` is sampled exactly like a video that
-  begins at ``start``, and its timestamps are relative to ``start``.
+* Window ``i`` covers ``[i * c, (i + 1) * c)`` seconds, ``c = clip_length``; its frame is the last
+  frame whose presentation time is ``<= t_i``, the window's sample time (the first frame when
+  ``t_i`` precedes every frame).
+* A video of duration ``D`` has ``M = num_windows(D, c)`` windows, at least one.
 * ``D`` is the container's duration; when the container stores none, the video stream's; when
   neither is stored, the end of the last video packet (its pts plus its duration), found by
-  demuxing the file once without decoding it.
-* Frames are upright: a display-matrix rotation (phone videos) is applied to every frame. Pixel
-  aspect ratio is not corrected.
+  demuxing the file once without decoding it. A clip ``[start, end]`` is sampled exactly like a
+  video that begins at ``start``, and its timestamps are relative to ``start``.
 * Errors: a missing, empty, corrupt or truncated file, or one without video frames, raises
   :class:`VideoDecodeError` naming the file. A packet the decoder rejects mid-stream is skipped
   (as FFmpeg's command line does) and logged. Truncation is detected when a sample time falls
   inside the duration that the video stream claims but after the last decodable frame (plus
-  ``TRUNCATION_TOLERANCE_S``); a stream that claims no duration cannot be checked, and its last
-  frame then stands for any window after it.
+  ``TRUNCATION_TOLERANCE_S``); a stream that claims no duration cannot be checked.
 
-Decoding (``seek=True``, the default) does as little work as the exact answer allows:
-
-* Seek rule: decoding goes forward frame by frame, except when the keyframe at or before the next
-  sample time lies beyond the last packet already read; the reader then seeks to that keyframe,
-  which skips only packets that no later sample needs. MP4 indexes keyframes by decoding time,
-  which B-frames put before the presentation time; the index is read shifted back by that delay, so
-  a sample shown just before a keyframe does not seek back into the keyframe interval being
-  decoded. Where the seek index does not reach the sample (MPEG-TS, raw streams, Matroska before
-  its cues are read), the reader seeks when the sample lies more than ``MIN_SEEK_GAP_S`` seconds
-  past the last decoded frame; a file that refuses to seek is decoded forward.
-* Skip rule: a packet is decoded with FFmpeg's ``skip_frame="NONREF"``, which drops non-reference
-  frames (B-frames that no other frame is predicted from), whenever a packet shown after it, and
-  not after the next sample time, has already been read. The frame shown at the sample is then
-  never a dropped one, and no kept frame needs a dropped one, so every sample is exactly the frame
-  that decoding every frame gives.
-
-``seek=False`` decodes every frame: the baseline, and an escape hatch for files whose seeking is
-broken. How much the rules save depends on the keyframe interval ``g``: a sample needs every
-reference frame from its keyframe on, so with ``g <= c`` the reference frames of about ``g / 2``
-seconds are decoded per ``c``-second window, and with ``g > c`` nearly all of them.
-
-``exact=False`` (approximate, opt-in): each window gets the keyframe shown inside it nearest its
-sample time, and only keyframes are decoded (``skip_frame="NONKEY"``); a window that holds no
-keyframe gets its exact frame (or, in a file that refuses to seek, the last keyframe shown before
-it). With a keyframe every ``c`` seconds or less, that is one decoded frame per window; the frame
-may be shown up to ``c / 2`` seconds away from the sample time (its timestamp says where).
+Decoding goes by the seek and skip rules of :mod:`matr.features.cursor` (``seek=True``, the default);
+``seek=False`` decodes every frame, and ``exact=False`` samples keyframes (approximate, opt-in).
 
 ``threads`` sets FFmpeg's decoder threads (frame and slice threading): ``0`` lets FFmpeg choose
 (one per core, plus one), ``1`` decodes on the calling thread (for data-loader workers that
@@ -62,23 +30,42 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
+from matr.choices import declare
+from matr.features.cursor import FrameCursor, stream_time_base
+
 logger = logging.getLogger(__name__)
 
-MIN_SEEK_GAP_S = 5.0
-"""Without a seek index, seek only when the next sample lies this many seconds ahead."""
-TRUNCATION_TOLERANCE_S = 0.5
-"""A sample this far past the last decodable frame, inside the stream's duration, means truncation."""
-
-_CONTENT_EPS_S = 1e-3
+declare(
+    "frame of each window",
+    "the frame shown at the window centre (i + 0.5) c, by presentation time",
+    "the paper samples one frame every 2 s without saying which; by time, variable frame rate needs no special case",
+)
+declare(
+    "final partial window",
+    "kept when it has content, sampled at the middle of its content",
+    "its centre may lie past the end of the video; dropping it would lose up to c seconds",
+)
+_CONTENT_EPS_S = declare(
+    "window start tolerance (s)", 1e-3, "a last window starting within 1 ms of the end is container rounding"
+)
+declare("time origin", "the container's start time", "timestamps then match what a player shows and annotations use")
+declare(
+    "frame orientation",
+    "upright (display-matrix rotation applied), pixel aspect ratio not corrected",
+    "phone videos store their rotation as metadata",
+)
+TRUNCATION_TOLERANCE_S = declare(
+    "truncation tolerance (s)", 0.5, "a sample this far past the last decodable frame, inside the claimed duration"
+)
 _AV_TIME_BASE = Fraction(1, av.time_base)
 
 Size = int | tuple[int, int] | None
@@ -164,7 +151,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read a video's duration, size and frame rate from its headers; raise :class:`VideoDecodeError`."""
     with _open(path) as container:
         stream = container.streams.video[0]
-        time_base = _time_base(stream)
+        time_base = stream_time_base(stream)
         origin = _origin(container, stream)
         stream_end = None
         if stream.duration is not None and stream.duration > 0:
@@ -245,7 +232,7 @@ def iter_frames(
         stream = container.streams.video[0]
         origin = _origin(container, stream)
         zero = origin + clip_start
-        cursor = _FrameCursor(container, stream, seek=seek)
+        cursor = FrameCursor(container, stream, seek=seek)
         shape: tuple[int, int] | None = None
         for (low, high), target in zip(zero + windows, zero + windows.mean(axis=1)):
             try:
@@ -265,26 +252,16 @@ def iter_frames(
 
 
 def sample_frames(
-    path: str | os.PathLike,
-    clip_length: float = 2.0,
-    *,
-    start: float = 0.0,
-    end: float | None = None,
-    size: Size = None,
-    seek: bool = True,
-    exact: bool = True,
-    threads: int = 0,
+    path: str | os.PathLike, clip_length: float = 2.0, *, start: float = 0.0, end: float | None = None, **decoding: Any
 ) -> SampledVideo:
     """Decode one frame per ``clip_length`` window of a video (or of its clip ``[start, end]``).
 
-    See the module docstring for which frame each window gets, and for ``seek``, ``exact`` and
-    ``threads``. Returns all frames at once; use :func:`iter_frames` to bound memory on long videos.
+    ``decoding``: ``size``, ``seek``, ``exact`` and ``threads`` of :func:`iter_frames`. Returns all
+    frames at once; use :func:`iter_frames` to bound memory on long videos.
     """
     info = probe_video(path)
     clip_start, clip_duration = clip_bounds(info, start, end)
-    pairs = list(
-        iter_frames(info, clip_length, start=start, end=end, size=size, seek=seek, exact=exact, threads=threads)
-    )
+    pairs = list(iter_frames(info, clip_length, start=start, end=end, **decoding))
     return SampledVideo(
         frames=np.stack([frame for _, frame in pairs]),
         timestamps=np.array([t for t, _ in pairs], dtype=np.float64),
@@ -303,176 +280,6 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     """
     turns = round(rotation / 90) % 4
     return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
-
-
-class _FrameCursor:
-    """Walks one stream's decoded frames in presentation order, seeking and skipping where that saves work.
-
-    Times are seconds on the stream's clock. The seek and skip rules are those of the module docstring.
-    """
-
-    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, seek: bool):
-        self._container = container
-        self._stream = stream
-        self._seek = seek
-        self._skip_nonref = seek
-        self._time_base = _time_base(stream)
-        self._first_time = float((stream.start_time or 0) * self._time_base)
-        rate = stream.average_rate or stream.guessed_rate
-        self._frame_interval = float(1 / rate) if rate else 0.0
-        self._index_delay = _index_delay(stream)
-        self._target_pts: int | None = None
-        self._keyframes_only = False
-        self.rejected_packets = 0
-        self._reset()
-
-    def _reset(self) -> None:
-        self._packets = self._container.demux(self._stream)
-        self._decoded: deque[av.VideoFrame] = deque()
-        self._shown: tuple[float, av.VideoFrame] | None = None
-        self._ahead: tuple[float, av.VideoFrame] | None = None
-        self._read_position: int | None = None
-        self._latest_pts: int | None = None
-        self._last_end: float | None = None
-        self.exhausted = False
-        self.decoded_end = -math.inf
-
-    def frame_at(self, t: float) -> tuple[float, av.VideoFrame] | None:
-        """``(time, frame)`` of the frame shown at ``t``; ``None`` if the stream has none."""
-        self._target_pts = self._pts(t)
-        if self._keyframes_only:
-            self._keyframes_only = False
-            if self._seek:
-                self._seek_before(t)
-        if self._seek and self._should_seek(t):
-            self._seek_before(t)
-        while True:
-            if self._ahead is not None:
-                if self._ahead[0] > t:
-                    return self._shown or self._ahead
-                self._shown, self._ahead = self._ahead, None
-            self._ahead = self._next_frame()
-            if self._ahead is None:
-                return self._shown
-
-    def keyframe_in(self, low: float, high: float, t: float) -> tuple[float, av.VideoFrame] | None:
-        """``(time, frame)`` of the keyframe shown in ``[low, high)`` nearest ``t``; ``None`` if there is none.
-
-        Only keyframes are decoded, so a later :meth:`frame_at` seeks back to recover the others;
-        to keep that rare, nothing is decoded unless the seek index has a keyframe in the window.
-        """
-        if not self._indexed_keyframe_in(low, high):
-            return None
-        self._keyframes_only = True
-        if self._seek and self._should_seek(low):
-            self._seek_before(low)
-        best = None
-        while True:
-            if self._ahead is None:
-                self._ahead = self._next_frame()
-            if self._ahead is None or self._ahead[0] >= high:
-                return best
-            time, frame = self._shown = self._ahead
-            self._ahead = None
-            if time >= low and frame.key_frame and (best is None or abs(time - t) < abs(best[0] - t)):
-                best = (time, frame)
-
-    def _indexed_keyframe_in(self, low: float, high: float) -> bool:
-        """Whether the seek index lists a keyframe shown in ``[low, high)`` (presentation times estimated)."""
-        index = self._stream.index_entries
-        entry = index.search_timestamp(self._pts(high) - self._index_delay - 1, backward=True)
-        return entry >= 0 and index[entry].timestamp + self._index_delay >= self._pts(low)
-
-    def _should_seek(self, t: float) -> bool:
-        """The seek rule of the module docstring.
-
-        The index is trusted when it reaches within ``MIN_SEEK_GAP_S`` of ``t`` (Matroska's grows
-        as cues are read); positions compare the index's timestamps with the largest packet
-        timestamp read so far.
-        """
-        if self._ahead is not None and self._ahead[0] > t:
-            return False
-        target = self._pts(t)
-        index = self._stream.index_entries
-        if len(index) > 1 and index[len(index) - 1].timestamp >= self._pts(t - MIN_SEEK_GAP_S):
-            entry = index.search_timestamp(target - self._index_delay, backward=True)
-            position = self._read_position if self._read_position is not None else index[0].timestamp
-            return entry >= 0 and index[entry].timestamp > position
-        position = self._last_end if self._last_end is not None else self._first_time
-        return t - position > MIN_SEEK_GAP_S
-
-    def _seek_before(self, t: float) -> None:
-        """Seek to a keyframe whose first frame is shown at or before ``t``.
-
-        Indexes are often keyed by decoding time, so a seek can land on a keyframe shown after
-        ``t``; then seek again from further back, doubling the step, down to the start of the
-        stream. A file that refuses to seek is decoded forward instead.
-        """
-        step = 0.0
-        while True:
-            seek_time = max(t - step, self._first_time)
-            try:
-                self._container.seek(self._pts(seek_time), stream=self._stream, backward=True)
-            except av.FFmpegError as error:
-                logger.debug("seeking failed (%s); decoding forward", error)
-                self._seek = False
-                return
-            self._reset()
-            self._ahead = self._next_frame()
-            if (self._ahead is not None and self._ahead[0] <= t) or seek_time <= self._first_time:
-                return
-            step = max(2 * step, 1.0)
-
-    def _next_frame(self) -> tuple[float, av.VideoFrame] | None:
-        while not self._decoded:
-            if self.exhausted:
-                return None
-            packet = next(self._packets, None)
-            if packet is None:
-                self.exhausted = True
-                continue
-            self._decode(packet)
-        frame = self._decoded.popleft()
-        if frame.pts is not None:
-            time = float(frame.pts * self._time_base)
-        else:
-            time = self._last_end if self._last_end is not None else self._first_time
-        duration = float(frame.duration * self._time_base) if frame.duration else self._frame_interval
-        self._last_end = time + duration
-        self.decoded_end = max(self.decoded_end, self._last_end)
-        return time, frame
-
-    def _decode(self, packet: av.Packet) -> None:
-        """Send one packet to the decoder under the skip rule; a packet it rejects is counted and dropped.
-
-        While decoding keyframes only, ``decoded_end`` follows the packets read, so that the
-        frames dropped unseen do not look like a truncated file.
-        """
-        self._stream.codec_context.skip_frame = self._skip_mode(packet)
-        stamp = packet.pts if packet.pts is not None else packet.dts
-        if stamp is not None:
-            self._read_position = stamp if self._read_position is None else max(self._read_position, stamp)
-        if packet.pts is not None:
-            self._latest_pts = packet.pts if self._latest_pts is None else max(self._latest_pts, packet.pts)
-            if self._keyframes_only:
-                end = float((packet.pts + (packet.duration or 0)) * self._time_base)
-                self.decoded_end = max(self.decoded_end, end)
-        try:
-            self._decoded.extend(packet.decode())
-        except av.InvalidDataError:
-            self.rejected_packets += 1
-
-    def _skip_mode(self, packet: av.Packet) -> str:
-        """FFmpeg ``skip_frame`` for ``packet``: the skip rule, evaluated before ``packet`` counts as read."""
-        if self._keyframes_only:
-            return "NONKEY"
-        latest, target = self._latest_pts, self._target_pts
-        if not self._skip_nonref or packet.pts is None or latest is None or target is None:
-            return "DEFAULT"
-        return "NONREF" if packet.pts < latest <= target else "DEFAULT"
-
-    def _pts(self, seconds: float) -> int:
-        return math.floor(seconds / self._time_base)
 
 
 def _open(path: str | os.PathLike, threads: int = 0) -> av.container.InputContainer:
@@ -495,27 +302,11 @@ def _open(path: str | os.PathLike, threads: int = 0) -> av.container.InputContai
     return container
 
 
-def _time_base(stream: av.video.stream.VideoStream) -> Fraction:
-    return stream.time_base or Fraction(1, 90000)
-
-
-def _index_delay(stream: av.video.stream.VideoStream) -> int:
-    """Ticks by which the seek index runs ahead of presentation time: B-frames' decoding delay in MP4.
-
-    MP4 indexes keyframes by decoding time, and the first keyframe is shown at the stream's start;
-    indexes keyed by presentation time (Matroska) give 0.
-    """
-    index = stream.index_entries
-    if len(index) == 0 or stream.start_time is None:
-        return 0
-    return max(0, stream.start_time - index[0].timestamp)
-
-
 def _origin(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
     """Time (seconds, stream clock) that counts as 0: the container's start, else the stream's."""
     if container.start_time is not None:
         return float(container.start_time * _AV_TIME_BASE)
-    return float((stream.start_time or 0) * _time_base(stream))
+    return float((stream.start_time or 0) * stream_time_base(stream))
 
 
 def _packet_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: str) -> float:
@@ -523,7 +314,7 @@ def _packet_end(container: av.container.InputContainer, stream: av.video.stream.
 
     Packets without timestamps (raw elementary streams) add up their durations instead.
     """
-    time_base = _time_base(stream)
+    time_base = stream_time_base(stream)
     end, total, count = None, 0, 0
     try:
         for packet in container.demux(stream):
