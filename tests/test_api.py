@@ -82,8 +82,9 @@ def test_localize_ranks_moments_inside_the_target(model: matr.Model) -> None:
 
 def test_search_ranks_moments_across_a_folder(model: matr.Model, tmp_path: Path) -> None:
     hits = model.search(QUERY, EXAMPLES, store=tmp_path / "store", top_k=4, per_video=2).hits
-    assert len(hits) == 4
-    assert {hit.video_id for hit in hits} == {"query", "target"}
+    per_video = {video: sum(hit.video_id == video for hit in hits) for video in ("query", "target")}
+    assert 1 <= len(hits) <= 4 and set(per_video) >= {hit.video_id for hit in hits}
+    assert per_video["target"] >= 1 and max(per_video.values()) <= 2
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
     assert (tmp_path / "store").is_dir() and not (EXAMPLES / ".matr-features").exists()
 
