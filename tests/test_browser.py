@@ -14,6 +14,7 @@ every image and no raw Markdown or reST markup. On failure a screenshot goes to 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -121,6 +122,7 @@ def lab(lab_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                "--allow-root", "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={lab_repo}",
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
+    _write_lab_settings(home / "settings")
     with open(home / "server.log", "w") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -130,6 +132,18 @@ def lab(lab_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _write_lab_settings(folder: Path) -> None:
+    """Start the notebook's kernel without asking (a slow server otherwise shows "Select Kernel") and fetch no news."""
+    settings = {
+        "notebook-extension/tracker": {"autoStartDefaultKernel": True},
+        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }
+    for plugin, values in settings.items():
+        path = folder / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values), encoding="utf-8")
 
 
 def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
