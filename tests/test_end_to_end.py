@@ -263,4 +263,4 @@ def test_search_reads_a_feature_store(work, capsys):
         capsys,
     )
     result = json.loads(out)
-    assert result["videos_searched"] == 60 and len(result["moments"]) == 10
+    assert result["videos_searched"] == 39 and len(result["moments"]) == 10
