@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from matr.align import alignment_loss, cosine_cost, drop_dtw, hard_alignment, soft_dtw
+from matr.align import AlignmentLoss, cosine_cost, drop_dtw, hard_alignment, soft_dtw
 from matr.io import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -111,7 +111,7 @@ def methods_at(B: int, M: int, N: int, d: int, seed: int) -> tuple[dict[str, Cal
         "ours hard_alignment": lambda: hard_alignment(cosine_cost(Et.detach(), Eq.detach()), tl, ql).start,
     }
     if B <= 64:
-        methods["ours tcc"] = lambda: backward(alignment_loss("tcc", Et, Eq, tl, ql, gamma=GAMMA))
+        methods["ours tcc"] = lambda: backward(AlignmentLoss("tcc", gamma=GAMMA)(Et, Eq, tl, ql))
     missing = {}
     for name, module in baselines(cosine_cost).items():
         if isinstance(module, str):

@@ -49,13 +49,13 @@ def v1_videos(max_targets: int | None) -> tuple[list[dict], dict, Callable]:
 
 def v2_videos(max_targets: int | None) -> tuple[list[dict], dict, Callable]:
     """Test pairs, decoy records and a frame sampler of the v2 ``demo`` data."""
-    from matr.synthetic import PROFILES, plan_dataset
+    from matr.synthetic import SIZES, plan_dataset
     from matr.synthetic.scenes import draw_frames
 
-    plan = plan_dataset(PROFILES["demo"], 0)
+    plan = plan_dataset(SIZES["demo"], 0)
 
     def frames(spec) -> np.ndarray:
-        return draw_frames(spec.scene, sample_times(spec.duration, CLIP_LENGTH), spec.size)
+        return draw_frames(spec.scene, sample_times(spec.duration, CLIP_LENGTH), spec.frame_size)
 
     return _pick(plan, max_targets), {d["vid"]: d for d in plan.decoys["test"]}, frames
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from matr.data import PairDataset, PairRecord, collate_pairs
+from matr.data import FrameLimits, PairDataset, PairRecord, collate_pairs
 from matr.features import FeatureStore, VideoFeatures
 from matr.io import write_json
 from matr.provenance import provenance
@@ -117,9 +117,8 @@ def main() -> None:
     pin = torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as folder:
         store = build_store(Path(folder), args.videos)
-        dataset = PairDataset(
-            pair_records(store, args.pairs), store, max_query_frames=128, max_target_frames=512, train=True
-        )
+        limits = FrameLimits(max_query_frames=128, max_target_frames=512)
+        dataset = PairDataset(pair_records(store, args.pairs), store, limits=limits, train=True)
         rows = [time_loader(dataset, args.batch, w, pin) for w in workers]
     print(f"loader: {args.pairs} pairs, batch {args.batch}, {cores} CPU cores, pinned memory {pin}")
     for row in rows:

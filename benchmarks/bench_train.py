@@ -28,14 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from matr.data import InMemoryFeatures, PairDataset, PairRecord, PretrainingDataset
+from matr.data import FrameLimits, InMemoryFeatures, PairDataset, PairRecord, PretrainingDataset
 from matr.experiments.compose import compose
 from matr.experiments.profiles import get_profile
 from matr.features.video import num_windows
 from matr.io import write_json
 from matr.provenance import provenance
-from matr.synthetic import PROFILES as SYNTHETIC_PROFILES
-from matr.synthetic import plan_dataset
+from matr.synthetic import SIZES, plan_dataset
 from matr.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train.json"
@@ -46,7 +45,7 @@ QUERY_FRAMES = 8
 
 def demo_training_data(seed: int = 0) -> tuple[InMemoryFeatures, list[PairRecord]]:
     """Random features with the lengths of the ``demo`` training split, and its pair records."""
-    plan = plan_dataset(SYNTHETIC_PROFILES["demo"], seed)
+    plan = plan_dataset(SIZES["demo"], seed)
     rng = np.random.default_rng(seed)
     features = {
         spec.video_id: rng.standard_normal((num_windows(spec.duration, CLIP_LENGTH), 512)).astype(np.float32)
@@ -75,11 +74,11 @@ def time_training(
     profile = get_profile(profile_name)
     run = compose(profile, "pretrain" if stage == "pretrain" else "scratch", profile.seed)
     config = run.model
-    limits = {"max_query_frames": config.model.max_query_frames, "max_target_frames": config.model.max_target_frames}
+    limits = FrameLimits.of(config.model)
     if stage == "pretrain":
-        dataset = PretrainingDataset(sorted({r.target_video for r in records}), source, run.pretraining, **limits)
+        dataset = PretrainingDataset(sorted({r.target_video for r in records}), source, run.pretraining, limits=limits)
     else:
-        dataset = PairDataset(records, source, train=True, seed=profile.seed, **limits)
+        dataset = PairDataset(records, source, limits=limits, train=True, seed=profile.seed)
     train_config = dataclasses.replace(run.train, epochs=epochs, device=device)
     with tempfile.TemporaryDirectory() as folder:
         fit(config, dataclasses.replace(train_config, epochs=1), dataset, folder, progress=False)

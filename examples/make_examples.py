@@ -63,7 +63,7 @@ def render(args: argparse.Namespace, workdir: Path) -> Path:
     if args.data:
         return Path(args.data)
     data = workdir / "data"
-    run("render", "--profile", args.synthetic, "--out", str(data), "--seed", str(args.seed))
+    run("render", "--size", args.synthetic, "--out", str(data), "--seed", str(args.seed))
     return data
 
 

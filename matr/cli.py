@@ -2,7 +2,7 @@
 
 ::
 
-    matr render    --profile tiny --out data/tiny                     synthetic demo videos + annotations
+    matr render    --size tiny --out data/tiny                        synthetic demo videos + annotations
     matr extract   --videos data/tiny/videos --store data/tiny/features --weights random
     matr pretrain  --features STORE --annotations train.jsonl --out runs/pretrain
     matr train     --features STORE --annotations train.jsonl --val-annotations val.jsonl \\
@@ -37,8 +37,6 @@ from typing import Any, NoReturn
 
 from matr.config import PRESETS
 from matr.device import DEVICE_NAME
-
-log = logging.getLogger("matr.cli")
 
 EXIT_USER_ERROR = 2
 EXIT_PARTIAL = 1
@@ -151,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, description=help_text, parents=[common])
 
     sub = command("render", "render a synthetic demo dataset (videos + SportsMoments-style annotations)")
-    sub.add_argument("--profile", default="tiny", help="dataset size of the synthetic generator (default tiny)")
-    sub.add_argument("--out", help="output folder (default data/synthetic-PROFILE)")
+    sub.add_argument("--size", default="tiny", help="dataset size of the synthetic generator (default tiny)")
+    sub.add_argument("--out", help="output folder (default data/synthetic-SIZE)")
     sub.add_argument("--seed", type=seed, default=0, help=f"dataset seed in [0, {MAX_SEED}] (default 0)")
 
     sub = command("extract", "extract CLIP ViT-B/32 frame features of a folder of videos into a store")

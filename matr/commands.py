@@ -21,7 +21,7 @@ from matr.device import resolve_device
 from matr.features import FeatureStore, WeightsUnavailableError, extract_features, load_clip_encoder
 from matr.io import BusyError
 
-log = logging.getLogger("matr.cli")
+logger = logging.getLogger("matr.cli")
 
 
 class UserError(Exception):
@@ -45,11 +45,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from matr.synthetic import PROFILES, render_dataset
+    from matr.synthetic import SIZES, render_dataset
 
-    _one_of(args.profile, PROFILES, "--profile")
-    out = _out_folder(args.out or f"data/synthetic-{args.profile}", "--out")
-    summary = render_dataset(out, args.profile, seed=args.seed, progress=_progress(args))
+    _one_of(args.size, SIZES, "--size")
+    out = _out_folder(args.out or f"data/synthetic-{args.size}", "--out")
+    summary = render_dataset(out, args.size, seed=args.seed, progress=_progress(args))
     pairs = ", ".join(f"{split} {count}" for split, count in summary.pairs.items())
     _say(f"{summary.rendered} videos rendered, {summary.skipped} already there, in {out}/videos; pairs: {pairs}")
     _say(f"annotations: {', '.join(str(p) for p in summary.annotations.values())}")
@@ -135,10 +135,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from matr.data.records import evaluation_inputs
-    from matr.evaluate import write_evaluation
     from matr.experiments.evaluation import BASELINES, MODEL_SOURCES, predict_baseline, predict_checkpoint
     from matr.experiments.tables import METRIC_COLUMNS
     from matr.experiments.workspace import feature_source
+    from matr.prediction import write_evaluation
     from matr.provenance import provenance
 
     device = resolve_device(args.device)
@@ -237,7 +237,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         [[r, h.video_id, f"{h.start:.2f}", f"{h.end:.2f}", f"{h.score:.3f}"] for r, h in enumerate(found.hits, 1)],
     )
     if found.failed:
-        log.warning("%d library videos could not be decoded and were not searched", len(found.failed))
+        logger.warning("%d library videos could not be decoded and were not searched", len(found.failed))
     return 0
 
 

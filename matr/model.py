@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from matr import choices
-from matr.align import HardAlignment, alignment_cost, alignment_loss, hard_alignment
+from matr.align import AlignmentLoss, HardAlignment, alignment_cost, hard_alignment
 from matr.config import MATRConfig, ModelConfig
 
 choices.declare("attention heads", ModelConfig.num_heads, "paper silent; the Transformer / DETR default")
@@ -338,16 +338,9 @@ class MATR(nn.Module):
 
     def _alignment_loss(self, label: str, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> Tensor:
         cfg = self.config
+        loss = AlignmentLoss(cfg.align_method, gamma=cfg.gamma, cost=cfg.align_cost, temperature=cfg.align_temperature)
         with record_function(label):
-            return alignment_loss(
-                cfg.align_method,
-                et,
-                eq,
-                *lengths,
-                gamma=cfg.gamma,
-                cost=cfg.align_cost,
-                temperature=cfg.align_temperature,
-            )
+            return loss(et, eq, *lengths)
 
     def _hard_alignment(self, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> HardAlignment:
         cfg = self.config

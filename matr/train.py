@@ -47,14 +47,15 @@ from matr.checkpoint import CheckpointError, checkpoint_config, load_checkpoint,
 from matr.config import MATRConfig, from_mapping
 from matr.data import collate_pairs
 from matr.device import resolve_device
-from matr.evaluate import bar_options, move_to_device, predict
 from matr.io import read_jsonl, write_jsonl
 from matr.losses import MATRLoss
 from matr.metrics import evaluate as score_predictions
 from matr.model import MATR
 from matr.postprocess import NMS_THRESHOLD, TOP_K
+from matr.prediction import move_to_device, predict
+from matr.progress import bar_options
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 BEST_METRIC = choices.declare(
     "best checkpoint", "R1@0.5", "validation metric that picks best.pt; the paper's main metric"
@@ -302,7 +303,7 @@ def _end_epoch(
     """Log the epoch, keep the best weights, then write ``last.pt`` (the resume point) last."""
     result.history.append(record)
     write_jsonl(result.out_dir / "metrics.jsonl", result.history)
-    log.info("%s", epoch_line(record, cfg.epochs))
+    logger.info("%s", epoch_line(record, cfg.epochs))
     score = record.get(f"val_{BEST_METRIC}")
     if score is not None and score > result.best_score:
         result.best_score = score
@@ -362,7 +363,7 @@ def _restore(
             torch.cuda.set_rng_state_all(data["rng"]["cuda"])
         result.best_score = data["best_score"]
         result.history = [r for r in _read_history(result.out_dir) if r["epoch"] <= data["epoch"]]
-        log.info("resuming %s after epoch %d", result.out_dir, data["epoch"])
+        logger.info("resuming %s after epoch %d", result.out_dir, data["epoch"])
         return int(data["epoch"])
     if init_from is not None:
         data = load_checkpoint(init_from)

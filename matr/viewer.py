@@ -5,7 +5,9 @@ player to the moment's start and plays it up to its end. The buttons are plain H
 handlers inside an ``ipywidgets.HTML`` widget, and the same markup is also the output's
 ``text/html`` fallback: JupyterLab renders the widget, while an exported HTML page (nbconvert, or a
 notebook saved without widget state) renders the fallback, so the player works in both and needs no
-kernel. Small videos are embedded as ``data:`` URIs, so the page works offline and when moved.
+kernel. Small videos are embedded as ``data:`` URIs, so the page works offline and when moved; the
+``<video>`` tag names its file in ``data-name``, so that the report's executed copies can keep the
+video as a file beside the notebook instead (:func:`matr.reporting.executed.clean_executed`).
 
 :func:`moment_timeline` draws a whole target video as thumbnails on a time axis, with the ranked
 moments as bars underneath (and the ground truth, when known): a prediction on the whole video.
@@ -76,7 +78,8 @@ def player_html(
     heading = f"<div><b>{html.escape(title)}</b></div>" if title else ""
     return (
         f'<div class="{PLAYER_CLASS}">{heading}'
-        f'<video controls preload="metadata" width="{width}" src="{video_source(video)}" '
+        f'<video controls preload="metadata" width="{width}" data-name="{html.escape(Path(video).name)}" '
+        f'src="{video_source(video)}" '
         f'ontimeupdate="{html.escape(_STOP_AT_END)}"></video>'
         f"<div>Ranked moments (click to play): {buttons}</div></div>"
     )

@@ -1,13 +1,38 @@
-"""Shared fixtures: a planted synthetic batch in the collated format of contracts.md."""
+"""Shared test settings, and a planted synthetic batch in the collated format of matr.data.collate_pairs.
+
+The suite runs in two pytest-xdist workers (``-n 2 --dist loadfile`` in pyproject.toml), one file per
+worker at a time, so module-scoped chains (the notebook series, the end-to-end commands) stay in
+order within their worker. :func:`pytest_collection_modifyitems` hands out the longest files
+first (:data:`LONGEST_FIRST`), so the notebook series does not start last. Each worker, and the
+kernels and commands it starts, uses one intra-op thread (``OMP_NUM_THREADS``, unless set): two
+workers share two cores, and the small models' ops are faster on one thread than on two.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
 import torch
 
 from matr.span_ops import frame_targets
+
+# Seconds per file measured with --durations on the shared 2-core machine at load 6-7 (about twice
+# the idle time): the notebook series 793, the end-to-end commands 278, the browser 80; the rest under 80.
+LONGEST_FIRST = ("test_notebooks.py", "test_end_to_end.py", "test_browser.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread in this process and in every process it starts (module docstring)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of :data:`LONGEST_FIRST` first, in that order; the rest as collected."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def make_planted_batch(

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from matr.align import (
+    AlignmentLoss,
     HardAlignment,
     alignment_cost,
-    alignment_loss,
     contrastive_cost,
     cosine_cost,
     drop_dtw,
@@ -349,13 +349,12 @@ def test_contrastive_soft_dtw_ignores_padding_and_gives_it_zero_gradient() -> No
     Et, Eq, (tl, ql), _ = planted(B=3, M=16, N=6, seed=14)  # padding holds large finite garbage
     Et.requires_grad_()
     Eq.requires_grad_()
-    value = alignment_loss("soft_dtw", Et, Eq, tl, ql, cost="contrastive")
+    loss = AlignmentLoss("soft_dtw", cost="contrastive")
+    value = loss(Et, Eq, tl, ql)
     grad_t, grad_q = torch.autograd.grad(value.sum(), (Et, Eq))
     for b in range(3):
         m, n = int(tl[b]), int(ql[b])
-        alone = alignment_loss(
-            "soft_dtw", Et[b : b + 1, :m], Eq[b : b + 1, :n], tl[b : b + 1], ql[b : b + 1], cost="contrastive"
-        )
+        alone = loss(Et[b : b + 1, :m], Eq[b : b + 1, :n], tl[b : b + 1], ql[b : b + 1])
         torch.testing.assert_close(value[b : b + 1], alone)
         assert (grad_t[b, m:] == 0).all() and (grad_q[b, n:] == 0).all()
     assert torch.isfinite(grad_t).all() and torch.isfinite(grad_q).all()
@@ -367,8 +366,8 @@ def test_identical_features_minimise_the_cosine_soft_dtw_but_not_the_contrastive
     same = torch.randn(Et.shape[-1], generator=torch.Generator().manual_seed(16))
     Et_same, Eq_same = same.expand_as(Et).clone(), same.expand_as(Eq).clone()
     for cost, collapse_wins in (("cosine", True), ("contrastive", False)):
-        planted_value = alignment_loss("soft_dtw", Et, Eq, *lengths, cost=cost)
-        collapsed_value = alignment_loss("soft_dtw", Et_same, Eq_same, *lengths, cost=cost)
+        loss = AlignmentLoss("soft_dtw", cost=cost)
+        planted_value, collapsed_value = loss(Et, Eq, *lengths), loss(Et_same, Eq_same, *lengths)
         assert bool((collapsed_value < planted_value).all()) == collapse_wins, cost
 
 
@@ -471,15 +470,15 @@ def test_tcc_ignores_padding_and_keeps_gradients_finite() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# alignment_loss
+# AlignmentLoss
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("method", ["soft_dtw", "drop_dtw", "tcc"])
-def test_alignment_loss_dispatches_with_a_uniform_signature(method: str) -> None:
+def test_alignment_loss_dispatches_with_a_uniform_call(method: str) -> None:
     Et, Eq, lengths, _ = planted(B=3, M=16, N=6, seed=7)
     Et.requires_grad_()
-    loss = alignment_loss(method, Et, Eq, *lengths, gamma=0.1)
+    loss = AlignmentLoss(method, gamma=0.1)(Et, Eq, *lengths)
     (grad,) = torch.autograd.grad(loss.sum(), Et)
     assert loss.shape == (3,) and loss.dtype == torch.float32
     assert torch.isfinite(loss).all() and torch.isfinite(grad).all()
@@ -490,15 +489,17 @@ def test_alignment_loss_dispatches_with_a_uniform_signature(method: str) -> None
 @pytest.mark.parametrize("method, dp", [("soft_dtw", soft_dtw), ("drop_dtw", drop_dtw)])
 def test_alignment_loss_runs_its_dp_on_the_requested_cost(method: str, dp) -> None:
     Et, Eq, lengths, _ = planted(B=3, M=16, N=6, seed=19)
-    loss = alignment_loss(method, Et, Eq, *lengths, cost="contrastive", temperature=0.3)
+    loss = AlignmentLoss(method, cost="contrastive", temperature=0.3)(Et, Eq, *lengths)
     torch.testing.assert_close(loss, dp(contrastive_cost(Et, Eq, lengths[0], 0.3), *lengths, gamma=0.1))
-    assert not torch.allclose(loss, alignment_loss(method, Et, Eq, *lengths))
+    assert not torch.allclose(loss, AlignmentLoss(method)(Et, Eq, *lengths))
 
 
-def test_alignment_loss_rejects_an_unknown_method() -> None:
-    Et, Eq, lengths, _ = planted(B=2, M=10, N=4)
-    with pytest.raises(ValueError, match="unknown method 'none'"):
-        alignment_loss("none", Et, Eq, *lengths)
+@pytest.mark.parametrize(
+    "options, message", [({"method": "none"}, "unknown method 'none'"), ({"cost": "l2"}, "unknown cost 'l2'")]
+)
+def test_alignment_loss_rejects_an_unknown_method_or_cost_when_built(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AlignmentLoss(**options)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

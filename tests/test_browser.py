@@ -5,9 +5,12 @@ Selenium drives Debian's Chromium (``/usr/bin/chromium`` and ``/usr/bin/chromedr
 the examples and the ``nbstripout`` filter installed as the README says; the kernel is this
 interpreter, so it imports this checkout's ``matr``. The test runs every cell from the Run menu,
 checks that the ranked moments and a playable video player appear and that a click on a moment
-seeks the player, saves, and checks that git sees no change; the saved notebook exported to HTML
-by nbconvert must show the same working player. ``reports/report.html`` must show
-every image and no raw Markdown or reST markup. On failure a screenshot goes to a temporary folder
+seeks the player, saves, and checks that git sees no change. The saved notebook then becomes an
+executed copy as the report keeps it (:func:`matr.reporting.executed.clean_executed`: the video
+moves to a file beside the copy, linked by a relative URL): JupyterLab must load the linked video
+from that copy and, once the user trusts the copy (an untrusted notebook's HTML runs no handlers),
+seek on a click; the copy's nbconvert HTML export must show the same working player.
+``reports/report.html`` must show every image and no raw Markdown or reST markup. On failure a screenshot goes to a temporary folder
 (its path is in the assertion message).
 """
 
@@ -32,6 +35,8 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from matr.reporting.executed import clean_executed
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +54,8 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1000",
 )
 NOTEBOOK = "notebooks/00_try_matr.ipynb"
+EXECUTED = "reports/notebooks/00_try_matr.ipynb"  # where the report keeps the executed copy
+SHOWN_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 RUN_TIMEOUT_S = 240  # the whole notebook, on a loaded 2-core machine
 RAW_MARKUP = ("**", "`", ":func:", ":class:", ":mod:")
 
@@ -121,7 +128,7 @@ def lab(lab_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     }
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                "--allow-root", "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={lab_repo}",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]  # fmt: skip
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.expose_app_in_browser=True"]  # fmt: skip
     _write_lab_settings(home / "settings")
     with open(home / "server.log", "w") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -196,17 +203,44 @@ def test_the_try_notebook_runs_in_jupyterlab_and_saving_keeps_git_clean(
     assert _git(lab_repo, "diff", "--name-only") == ""
     _git(lab_repo, "add", "notebooks")
     assert _git(lab_repo, "status", "--porcelain") == ""
-    exported = _export_html(lab_repo / NOTEBOOK, screenshots.parent / "exported")
-    browser.get(exported.as_uri())
-    with screenshot_on_failure(browser, screenshots, "exported_notebook"):
+    executed = _executed_copy(lab_repo / NOTEBOOK, lab_repo / EXECUTED)
+    assert "data:video" not in executed.read_text(encoding="utf-8")
+    browser.get(f"{lab}/lab/workspaces/executed/tree/{EXECUTED}?reset")  # a fresh workspace: only this tab
+    with screenshot_on_failure(browser, screenshots, "executed_copy_in_jupyterlab"):
+        _check_video_loads(WebDriverWait(browser, 60).until(_scrolled_to_the_video))
+        _trust_notebook(browser)
+        _check_player(browser)
+    browser.get(_export_html(executed).as_uri())
+    with screenshot_on_failure(browser, screenshots, "exported_executed_copy"):
         _check_player(browser)
 
 
-def _export_html(notebook: Path, folder: Path) -> Path:
-    """The saved notebook as nbconvert's HTML page (no kernel: the player must work as plain HTML)."""
-    command = [sys.executable, "-m", "nbconvert", "--to", "html", "--output-dir", str(folder), str(notebook)]
+def _scrolled_to_the_video(driver: webdriver.Chrome) -> Any:
+    """The shown notebook's video, scrolling down each call (JupyterLab renders only the cells in view)."""
+    driver.execute_script(f"document.querySelectorAll('{SHOWN_NOTEBOOK} .jp-WindowedPanel-outer')[0]?.scrollBy(0, 600)")
+    return next(iter(driver.find_elements(By.CSS_SELECTOR, f"{SHOWN_NOTEBOOK} video")), None)
+
+
+def _trust_notebook(driver: webdriver.Chrome) -> None:
+    """Trust the shown notebook, as a user does (command palette: Trust Notebook), so its HTML may run handlers."""
+    driver.execute_script("window.jupyterapp.commands.execute('notebook:trust')")
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"))[0].click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".matr-player .matr-moment[data-start]"))
+
+
+def _executed_copy(saved: Path, executed: Path) -> Path:
+    """The saved notebook cleaned as the report keeps executed copies (its video linked, not embedded)."""
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(saved, executed)
+    clean_executed(executed)
+    return executed
+
+
+def _export_html(notebook: Path) -> Path:
+    """``notebook`` as nbconvert's HTML page beside it (no kernel: the player must work as plain HTML)."""
+    command = [sys.executable, "-m", "nbconvert", "--to", "html", str(notebook)]
     subprocess.run(command, check=True, capture_output=True)
-    return folder / f"{notebook.stem}.html"
+    return notebook.with_suffix(".html")
 
 
 def _saved(repo: Path) -> bool:
@@ -214,10 +248,15 @@ def _saved(repo: Path) -> bool:
     return '"output_type"' in (repo / NOTEBOOK).read_text(encoding="utf-8")
 
 
-def _check_player(driver: webdriver.Chrome) -> None:
-    video = driver.find_element(By.CSS_SELECTOR, ".matr-player video")
+def _check_video_loads(video: Any) -> None:
+    driver = video.parent
     WebDriverWait(driver, 30).until(lambda d: d.execute_script("return arguments[0].readyState", video) >= 1)
     assert driver.execute_script("return arguments[0].duration", video) > 1.0
+
+
+def _check_player(driver: webdriver.Chrome) -> None:
+    video = driver.find_element(By.CSS_SELECTOR, ".matr-player video")
+    _check_video_loads(video)
     button = driver.find_elements(By.CSS_SELECTOR, ".matr-player .matr-moment")[0]
     button.click()
     start = float(button.get_attribute("data-start"))

@@ -148,6 +148,14 @@ def test_unknown_profile_is_rejected(capsys):
     assert "--profile 'nope' is not one of" in error_line(err)
 
 
+def test_render_takes_a_synthetic_size_not_a_profile(tmp_path, capsys):
+    status, _, err = run(["render", "--size", "smoke", "--out", str(tmp_path / "d")], capsys)
+    assert status == 2
+    assert "--size 'smoke' is not one of: demo, tiny" in error_line(err)
+    status, _, err = run(["render", "--profile", "tiny"], capsys)
+    assert status == 2 and "unrecognized arguments: --profile tiny" in error_line(err)
+
+
 def test_paper_profile_asks_for_its_data_folder(tmp_path, capsys):
     status, _, err = run(["report", "--profile", "paper", "--workdir", str(tmp_path)], capsys)
     assert status == 2

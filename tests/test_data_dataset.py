@@ -5,7 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from matr.config import ModelConfig
 from matr.data.dataset import (
+    FrameLimits,
     InMemoryFeatures,
     PairDataset,
     batch_frame_targets,
@@ -100,8 +102,19 @@ def test_pair_without_ground_truth_has_no_foreground():
 
 
 def test_long_query_is_resampled_over_its_whole_length():
-    item = PairDataset([_record()], _source(q=10, t=50), max_query_frames=4)[0]
+    item = PairDataset([_record()], _source(q=10, t=50), limits=FrameLimits(max_query_frames=4))[0]
     assert _rows(item["query"]) == [1, 3, 6, 8]
+
+
+@pytest.mark.parametrize("limits", [{"max_query_frames": 0}, {"max_target_frames": 2.5}])
+def test_frame_limits_must_be_positive_ints(limits: dict) -> None:
+    with pytest.raises(ValueError, match="must be a positive int or None"):
+        FrameLimits(**limits)
+
+
+def test_frame_limits_of_a_model_config_are_its_own() -> None:
+    config = ModelConfig(max_query_frames=7, max_target_frames=33)
+    assert FrameLimits.of(config) == FrameLimits(max_query_frames=7, max_target_frames=33)
 
 
 def test_resampling_repeats_frames_when_stretching():
@@ -110,7 +123,9 @@ def test_resampling_repeats_frames_when_stretching():
 
 def test_crop_keeps_the_ground_truth_and_is_fixed_in_evaluation():
     # Window [40, 50] holds the centres of frames 20..24.
-    dataset = PairDataset([_record(windows=((40.0, 50.0),))], _source(q=3, t=100), max_target_frames=10)
+    dataset = PairDataset(
+        [_record(windows=((40.0, 50.0),))], _source(q=3, t=100), limits=FrameLimits(max_target_frames=10)
+    )
     item = dataset[0]
     start = int(item["target"][0, 0])
     assert len(item["target"]) == 10 and 15 <= start <= 20
@@ -122,7 +137,9 @@ def test_crop_keeps_the_ground_truth_and_is_fixed_in_evaluation():
 
 
 def test_training_crops_move_between_epochs_and_repeat_for_the_same_epoch():
-    dataset = PairDataset([_record(windows=((40.0, 50.0),))], _source(q=3, t=100), max_target_frames=10, train=True)
+    dataset = PairDataset(
+        [_record(windows=((40.0, 50.0),))], _source(q=3, t=100), limits=FrameLimits(max_target_frames=10), train=True
+    )
     starts = []
     for epoch in range(12):
         dataset.set_epoch(epoch)
@@ -132,7 +149,9 @@ def test_training_crops_move_between_epochs_and_repeat_for_the_same_epoch():
 
 
 def test_crop_of_a_ground_truth_longer_than_the_limit_lies_inside_it():
-    dataset = PairDataset([_record(windows=((10.0, 90.0),))], _source(q=3, t=100), max_target_frames=8)
+    dataset = PairDataset(
+        [_record(windows=((10.0, 90.0),))], _source(q=3, t=100), limits=FrameLimits(max_target_frames=8)
+    )
     batch = collate_pairs([dataset[0]])
     assert batch["foreground"].sum() == 8 and batch["window"][0].tolist() == [0.0, 16.0]
 

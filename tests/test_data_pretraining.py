@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from matr.data.dataset import InMemoryFeatures, collate_pairs
+from matr.data.dataset import FrameLimits, InMemoryFeatures, collate_pairs
 from matr.data.pretraining import PretrainConfig, PretrainingDataset, augment
 
 C = 2.0
@@ -133,7 +133,10 @@ def test_augmentation_switch_keeps_the_same_clips():
 
 def test_target_crop_keeps_the_query_window():
     dataset = PretrainingDataset(
-        list(VIDEOS), _source(), PretrainConfig(augment=False, max_clip_fraction=0.2), max_target_frames=12
+        list(VIDEOS),
+        _source(),
+        PretrainConfig(augment=False, max_clip_fraction=0.2),
+        limits=FrameLimits(max_target_frames=12),
     )
     for index in range(len(dataset)):
         item = dataset[index]

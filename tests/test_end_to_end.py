@@ -77,7 +77,7 @@ def annotations(work: Path, split: str) -> Path:
 
 
 def test_render(work, capsys):
-    out = matr(["render", "--profile", PROFILE.data.synthetic, "--out", work / "data", "--seed", PROFILE.seed], capsys)
+    out = matr(["render", "--size", PROFILE.data.synthetic, "--out", work / "data", "--seed", PROFILE.seed], capsys)
     assert "pairs: train 35, val 8, test 12" in out
     assert len(list((work / "data" / "videos").glob("*.mp4"))) == 39
 

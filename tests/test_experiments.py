@@ -21,7 +21,14 @@ from matr import experiments as ex
 from matr.config import preset
 from matr.data import PairRecord, save_pairs
 from matr.experiments.compose import compose
-from matr.experiments.evaluation import BASELINES, MissingCheckpoint, cached_evaluation, evaluation_dir, predictions
+from matr.experiments.evaluation import (
+    BASELINES,
+    MissingCheckpoint,
+    cached_evaluation,
+    evaluation_dir,
+    other_class_queries,
+    predictions,
+)
 from matr.experiments.profiles import load_profile
 from matr.experiments.runs import checkpoint_path, train_run
 from matr.experiments.tables import METRIC_COLUMNS, PAPER_COLUMNS, paper_row, reported_results
@@ -105,7 +112,7 @@ def test_ablation_variants_are_those_table1_does_not_need() -> None:
 
 @pytest.mark.parametrize("key", sorted(ex.TABLES))
 def test_paper_match_fields_are_columns_of_the_papers_table(key: str) -> None:
-    columns = {name for row in PAPER[key] for name in row}
+    columns = {name for row in PAPER.get(key, []) for name in row}  # none for a table the paper does not have
     assert set(ex.get_table(key).paper_match) <= columns
 
 
@@ -133,7 +140,8 @@ def test_claimed_orderings_agree_with_the_papers_sportsmoments_numbers(key: str)
     spec = ex.get_table(key)
     for claim in spec.claims:
         a, b = (
-            paper_row({"label": x, **dict(spec.row(x).match)}, PAPER[key], spec.paper_match) for x in (claim.a, claim.b)
+            paper_row({"label": x, **dict(spec.row(x).match)}, PAPER.get(key, []), spec.paper_match)
+            for x in (claim.a, claim.b)
         )
         if a is not None and b is not None and a["SM_R1"] is not None and b["SM_R1"] is not None:
             assert (a["SM_R1"] - b["SM_R1"]) * claim.sign > 0, claim.text
@@ -141,6 +149,53 @@ def test_claimed_orderings_agree_with_the_papers_sportsmoments_numbers(key: str)
 
 def test_tables_2_to_5_each_claim_an_ordering() -> None:
     assert all(ex.get_table(key).claims for key in ex.TABLES)
+
+
+def test_query_use_table_pairs_each_table1_method_with_another_class_query() -> None:
+    spec = ex.get_table("query_use")
+    assert "query_use" not in PAPER and spec.paper_match == ()
+    assert [(row.method, row.queries) for row in spec.rows] == [
+        (method, queries)
+        for method in ("video_match", "encoder_only", "scratch", "finetuned")
+        for queries in ("own", "other")
+    ]
+    assert set(spec.methods) <= set(ex.get_table("table1_main").methods)  # notebook 04 has trained them
+    assert [(spec.row(c.a).method, spec.row(c.a).queries, spec.row(c.b).queries) for c in spec.claims] == [
+        (method, "own", "other") for method in spec.methods
+    ]
+    assert all(c.sign == 1 and c.metric == "R1@0.5" for c in spec.claims)
+
+
+def test_a_row_with_unknown_queries_is_refused() -> None:
+    from matr.experiments.tables import RowSpec
+
+    with pytest.raises(ValueError, match="unknown queries 'mine'"):
+        RowSpec("x", "scratch", (), queries="mine")
+
+
+def _pairs(classes: list[str]) -> list[PairRecord]:
+    return [
+        PairRecord(f"p{i}", f"q{i}", f"t{i}", 20.0, ((2.0, 8.0 + i),), name, "test", query_window=(0.0, 4.0 + i))
+        for i, name in enumerate(classes)
+    ]
+
+
+def test_other_class_queries_swap_only_the_query_for_one_of_another_class() -> None:
+    records = _pairs(["a", "a", "b", "c", "c", "c"])
+    swapped = other_class_queries(records, seed=0)
+    by_query = {r.query_video: r for r in records}
+    assert other_class_queries(records, seed=0) == swapped
+    for own, other in zip(records, swapped, strict=True):
+        donor = by_query[other.query_video]
+        assert donor.action_class != own.action_class and other.query_window == donor.query_window
+        assert dataclasses.replace(other, query_video=own.query_video, query_window=own.query_window) == own
+    draws = {tuple(r.query_video for r in other_class_queries(records, seed)) for seed in range(8)}
+    assert len(draws) > 1  # the seed picks the donors
+
+
+def test_other_class_queries_need_two_classes() -> None:
+    with pytest.raises(ValueError, match="at least two classes"):
+        other_class_queries(_pairs(["a", "a"]), seed=0)
 
 
 def test_table5_none_row_trains_without_any_alignment_loss() -> None:
@@ -319,6 +374,36 @@ def test_table_artifact_holds_rows_verdicts_and_the_notebooks_choices(workdir: P
     names = {c["name"] for c in choices}
     assert "evaluation split" in names and "soft-DTW smoothing gamma" in names
     assert all(set(c) == {"name", "value", "reason", "module"} for c in choices)
+
+
+def test_query_use_table_evaluates_each_method_on_the_same_pairs_with_swapped_queries(
+    workdir: Path, tmp_path: Path
+) -> None:
+    spec = ex.get_table("query_use")
+    ex.train_variants(PROFILE, workdir, spec.variants)
+    result = ex.table_result(PROFILE, workdir, "query_use")
+    assert [row["label"] for row in result["rows"]] == [row.label for row in spec.rows]
+    assert all(row["num_pairs"] == SPLITS["test"] for row in result["rows"])
+    assert [(v["a"], v["b"]) for v in result["verdicts"]] == [(c.a, c.b) for c in spec.claims]
+    assert [v["claim"] for v in result["verdicts"]] == [c.text for c in spec.claims]  # no paper numbers to quote
+    columns = list(ex.table_frame(result).columns)
+    assert "R1@0.5 low" in columns and not [name for name in columns if name.startswith("paper_")]
+    own, other = (evaluation_dir(workdir, "video_match", 0, queries=q) for q in ("own", "other"))
+    assert other == workdir / "eval/test/other-queries/baselines/video_match/seed0"
+    spans = [{k: r["spans"] for k, r in predictions(folder, "video_match").items()} for folder in (own, other)]
+    assert spans[0].keys() == spans[1].keys() and spans[0] != spans[1]
+    stamp = (other / "metrics.json").stat().st_mtime_ns
+    assert cached_evaluation(PROFILE, workdir, "video_match", 0, queries="other") == other
+    assert (other / "metrics.json").stat().st_mtime_ns == stamp
+    path = ex.write_table_artifact(
+        tmp_path, "04_table1_main_results", result, profile=PROFILE, workdir=workdir, main=False
+    )
+    assert json.loads(path.read_text())["paper_match"] == []
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "table_query_use.csv",
+        "table_query_use.json",
+        "verdicts_query_use.csv",
+    ]
 
 
 def test_several_seeds_give_mean_and_std_and_video_match_runs_once(workdir: Path) -> None:

@@ -99,7 +99,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def test_planned_notebooks_are_all_committed() -> None:
-    """The series of the report (matr.report.EXPECTED_ARTIFACTS): fails until the notebooks land."""
+    """The series of the report (matr.reporting.artifacts.EXPECTED_ARTIFACTS): fails until the notebooks land."""
     committed = {path.stem for path in COMMITTED}
     missing = [stem for stem in EXPECTED_ARTIFACTS if stem not in committed]
     assert not missing, f"planned notebooks missing from {NOTEBOOKS_DIR}: {missing}"

@@ -90,6 +90,19 @@ TABLES = {
         [{"label": "soft-DTW", "alignment": "soft-DTW", "metrics": _metrics(15.0, 25.0)}],
     ),
 }
+QUERY_USE = [  # a further table of notebook 04, not in the paper
+    {"label": "VM, own query", "metrics": _metrics(20.0, 30.0)},
+    {"label": "VM, other-class query", "metrics": _metrics(5.0, 6.0)},
+]
+QUERY_VERDICT = {
+    "claim": "VM, own query > VM, other-class query",
+    "a": "VM, own query",
+    "b": "VM, other-class query",
+    "metric": "R1@0.5",
+    "diff": 24.0,
+    "ci": [20.0, 28.0],
+    "verdict": "holds",
+}
 VERDICT = {
     "claim": "both alignments beat **neither",
     "a": "both alignments",
@@ -135,6 +148,8 @@ def write_artifacts(
         files[f"{stem}/provenance.json"] = _provenance(weights_tag, profile, dataset, commit)
     for stem, (key, match, rows) in TABLES.items():
         files[f"{stem}/table.json"] = _table(key, match, rows, _provenance(weights_tag, profile, dataset, commit))
+    query_use = _table("query_use", [], QUERY_USE, _provenance(weights_tag, profile, dataset, commit))
+    files["04_table1_main_results/table_query_use.json"] = {**query_use, "verdicts": [QUERY_VERDICT]}
     files["09_qualitative_figures/figures.json"] = [
         {"file": "example.png", "title": "A retrieved moment", "caption": "Query and `top-1` moment."}
     ]
@@ -331,6 +346,26 @@ def test_malformed_tables_are_errors_naming_file_and_field(report_dir: Path, cha
     change(table)
     path.write_text(json.dumps(table))
     with pytest.raises(ReportError, match=r"05_table2_dual_alignment/table\.json, " + message):
+        build_report(report_dir, artifacts, "smoke")
+
+
+def test_a_further_table_follows_its_notebooks_table_without_paper_columns(report_dir: Path) -> None:
+    readme, _ = _build(report_dir)
+    results = readme.split("## Results")[1]
+    assert results.index("### Our table1_main") < results.index("### Our query_use") < results.index("### Our table2")
+    assert _header_of(readme, "Our query_use") == ["row", "pairs", "ours mIoU", "ours R1@0.5", "ours VRL_IoU_mean"]
+    section = results.split("### Our query_use")[1].split("###")[0]
+    assert "Not a table of the paper: no paper numbers" in section and "The expected orderings" in section
+    assert [line for line in section.splitlines() if "→" in line] == [
+        "- VM, own query > VM, other-class query: difference in `R1@0.5` +24.0 [+20.0, +28.0] → **holds**"
+    ]
+
+
+def test_a_further_table_must_be_named_after_its_key(report_dir: Path) -> None:
+    artifacts = write_artifacts(report_dir / "artifacts")
+    folder = artifacts / "04_table1_main_results"
+    (folder / "table_query_use.json").rename(folder / "table_swap.json")
+    with pytest.raises(ReportError, match=r"table_swap\.json: holds table 'query_use'; name it table_query_use\.json"):
         build_report(report_dir, artifacts, "smoke")
 
 

@@ -26,6 +26,7 @@ import nbformat
 import pytest
 from PIL import Image
 
+from matr.postprocess import RankedSpan
 from matr.reporting.executed import WIDGET_VIEW, clean_executed
 from matr.reporting.progress import cell_label, format_seconds
 from matr.reporting.runner import (
@@ -39,6 +40,7 @@ from matr.reporting.runner import (
     run_notebooks,
     select,
 )
+from matr.viewer import player_html
 
 RANDOM_TAG = "random-init(seed=0)"
 
@@ -288,6 +290,32 @@ def test_cleaning_drops_widget_state_and_bar_refreshes_and_compacts_images(tmp_p
     compact = base64.b64decode(outputs[1].data["image/png"])
     assert len(compact) < len(base64.b64decode(figure))
     assert Image.open(io.BytesIO(compact)).size == (600, 300)
+
+
+def test_cleaning_moves_embedded_videos_beside_the_copy_and_links_them(tmp_path: Path) -> None:
+    target = Path(__file__).resolve().parents[1] / "examples" / "target.mp4"
+    other = tmp_path / "elsewhere" / "target.mp4"  # same name, other bytes
+    other.parent.mkdir()
+    other.write_bytes(b"not the same video")
+    players = [player_html(video, [RankedSpan(1.0, 2.0, 0.9)]) for video in (target, other)]
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("play()", outputs=[nbformat.v4.new_output("display_data", {"text/html": markup})])
+        for markup in players
+    ]
+    path = tmp_path / "report" / "00_try.ipynb"
+    path.parent.mkdir()
+    nbformat.write(notebook, path)
+    clean_executed(path)
+    clean_executed(path)  # a clean copy stays as it is
+    linked = [cell.outputs[0].data["text/html"] for cell in nbformat.read(path, as_version=4).cells]
+    sources = [re.search(r'<video[^>]* src="([^"]+)"', markup)[1] for markup in linked]
+    assert sources[0] == "00_try_files/target.mp4" and re.fullmatch(
+        r"00_try_files/target-[0-9a-f]{12}\.mp4", sources[1]
+    )
+    assert [(path.parent / source).read_bytes() for source in sources] == [target.read_bytes(), other.read_bytes()]
+    assert sorted(p.name for p in (path.parent / "00_try_files").iterdir()) == sorted(Path(s).name for s in sources)
+    assert linked[0] == re.sub(r'src="data:video/mp4;base64,[^"]+"', f'src="{sources[0]}"', players[0])
 
 
 @pytest.mark.parametrize(

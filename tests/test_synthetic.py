@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -12,32 +13,40 @@ from matr.data.annotations import load_annotations
 from matr.data.sportsmoments import CSV_FIELDS
 from matr.features.video import num_windows, probe_video
 from matr.io import read_jsonl
-from matr.synthetic import CLASS_SPLIT, CLASSES, PROFILES, SPLITS, example_pair, plan_dataset, render_dataset
-from matr.synthetic.plan import SyntheticProfile
+from matr.synthetic import (
+    CLASS_SPLIT,
+    CLASSES,
+    SIZES,
+    SPLITS,
+    SyntheticSize,
+    example_pair,
+    plan_dataset,
+    render_dataset,
+)
 from matr.synthetic.reference import annotation_statistics
 from matr.synthetic.retrieval import dataset_frame_retrieval, frame_retrieval, window_mask
 from matr.synthetic.scenes import POOL
 
-MICRO = SyntheticProfile("micro", (2, 2, 2), (1, 1, 1), (2, 1, 1), (2, 1, 1), size=32)
+MICRO = SyntheticSize("micro", (2, 2, 2), (1, 1, 1), (2, 1, 1), (2, 1, 1), frame_size=32)
 
 
 @pytest.fixture(scope="module")
 def demo_plan():
-    return plan_dataset(PROFILES["demo"], seed=0)
+    return plan_dataset(SIZES["demo"], seed=0)
 
 
-def test_plan_is_a_pure_function_of_profile_and_seed():
-    assert plan_dataset(PROFILES["tiny"], 3) == plan_dataset(PROFILES["tiny"], 3)
-    assert plan_dataset(PROFILES["tiny"], 3).annotations != plan_dataset(PROFILES["tiny"], 4).annotations
+def test_plan_is_a_pure_function_of_size_and_seed():
+    assert plan_dataset(SIZES["tiny"], 3) == plan_dataset(SIZES["tiny"], 3)
+    assert plan_dataset(SIZES["tiny"], 3).annotations != plan_dataset(SIZES["tiny"], 4).annotations
 
 
-def test_splits_are_class_disjoint_and_sized_by_the_profile(demo_plan):
+def test_splits_are_class_disjoint_and_sized_by_the_size(demo_plan):
     seen = [{record["action_class"] for record in demo_plan.annotations[split]} for split in SPLITS]
     assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
     assert {split: len(_own_moment_pairs(demo_plan.annotations[split])) for split in SPLITS} == {
-        split: PROFILES["demo"].pairs(split) for split in SPLITS
+        split: SIZES["demo"].pairs(split) for split in SPLITS
     }
-    assert len(demo_plan.annotations["test"]) == PROFILES["demo"].pairs("test") >= 300
+    assert len(demo_plan.annotations["test"]) == SIZES["demo"].pairs("test") >= 300
 
 
 def _own_moment_pairs(records):
@@ -71,7 +80,7 @@ def test_targets_follow_sportsmoments_timings(demo_plan):
 
 def test_targets_are_reused_across_queries_of_their_class(demo_plan):
     records = demo_plan.annotations["test"]
-    assert len({r["vid"] for r in records}) * PROFILES["demo"].pairs_per_target[2] == len(records)
+    assert len({r["vid"] for r in records}) * SIZES["demo"].pairs_per_target[2] == len(records)
     assert all(r["qid"].split("_q")[0] == r["vid"].split("_t")[0] for r in records)
 
 
@@ -95,7 +104,7 @@ def test_every_class_has_a_key_shot_of_its_own():
     assert all(event.shots[0] in POOL.values() and event.shots[2] in POOL.values() for event in CLASSES.values())
 
 
-def test_profile_rejects_more_pairs_per_target_than_queries():
+def test_size_rejects_more_pairs_per_target_than_queries():
     with pytest.raises(ValueError, match="pairs_per_target"):
         dataclasses.replace(MICRO, pairs_per_target=(3, 1, 1))
 
@@ -117,6 +126,20 @@ def test_render_is_resumable_and_refuses_another_dataset(tmp_path):
     assert first.rendered > 0 and (again.rendered, again.skipped) == (0, first.rendered)
     with pytest.raises(ValueError, match="another dataset"):
         render_dataset(tmp_path, MICRO, seed=1, progress=False)
+
+
+def test_render_accepts_a_manifest_written_before_sizes_were_called_sizes(tmp_path):
+    render_dataset(tmp_path, MICRO, seed=0, progress=False)
+    manifest = tmp_path / "manifest.json"
+    legacy = json.loads(manifest.read_text(encoding="utf-8"))
+    size = legacy.pop("size")
+    legacy["profile"] = {**{k: v for k, v in size.items() if k != "frame_size"}, "size": size["frame_size"]}
+    manifest.write_text(json.dumps(legacy), encoding="utf-8")
+    assert render_dataset(tmp_path, MICRO, seed=0, progress=False).rendered == 0
+    assert json.loads(manifest.read_text(encoding="utf-8"))["size"] == size
+    manifest.write_text(json.dumps(legacy), encoding="utf-8")
+    with pytest.raises(ValueError, match="another dataset"):
+        render_dataset(tmp_path, dataclasses.replace(MICRO, frame_size=34), seed=0, progress=False)
 
 
 def test_dataset_diagnostic_reads_a_rendered_split_and_its_decoys(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from matr.data import InMemoryFeatures, PairDataset, PairRecord, collate_pairs
+from matr.data import FrameLimits, InMemoryFeatures, PairDataset, PairRecord, collate_pairs
 from matr.metrics import evaluate
 from matr.postprocess import predict_spans
 
@@ -61,7 +61,7 @@ def _oracle_metrics(dataset: PairDataset) -> dict[str, float]:
 @pytest.mark.parametrize("max_target_frames", [None, 16])
 def test_perfect_heads_recover_every_window(max_target_frames: int | None) -> None:
     records, features = _records_and_features()
-    dataset = PairDataset(records, features, max_target_frames=max_target_frames)
+    dataset = PairDataset(records, features, limits=FrameLimits(max_target_frames=max_target_frames))
     metrics = _oracle_metrics(dataset)
     assert metrics["R1@0.7"] == pytest.approx(100.0)
     assert metrics["mIoU"] > 99.9
@@ -69,7 +69,9 @@ def test_perfect_heads_recover_every_window(max_target_frames: int | None) -> No
 
 def test_offsets_of_every_foreground_frame_point_at_the_window() -> None:
     records, features = _records_and_features(seed=1)
-    batch = collate_pairs([PairDataset(records, features, max_target_frames=16, train=True)[i] for i in range(12)])
+    batch = collate_pairs(
+        [PairDataset(records, features, limits=FrameLimits(max_target_frames=16), train=True)[i] for i in range(12)]
+    )
     centres = (torch.arange(batch["foreground"].shape[1]) + 0.5) * CLIP
     starts = centres - batch["offsets"][..., 0] * CLIP
     ends = centres + batch["offsets"][..., 1] * CLIP

@@ -24,6 +24,7 @@ def test_player_has_one_seeking_button_per_moment_in_rank_order() -> None:
     assert [float(s) for s in starts] == [m.start for m in MOMENTS]
     assert [float(e) for e in ends] == [m.end for m in MOMENTS]
     assert markup.count("currentTime=") == len(MOMENTS) and "<video" in markup
+    assert 'data-name="target.mp4"' in markup  # executed copies name the file they keep the video in
 
 
 def test_small_videos_are_embedded_and_large_ones_linked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ zero gradient.
 * :func:`hard_alignment` — the optimal path (``gamma -> 0``) and the target span it covers,
   which selects the encoder features passed to the decoder.
 * :func:`drop_dtw`, :func:`tcc_loss` — the alternatives of Table 5.
-* :func:`alignment_cost`, :func:`alignment_loss` — one entry point over the costs, and over the
+* :func:`alignment_cost`, :class:`AlignmentLoss` — one entry point over the costs, and over the
   three losses.
 
 The dynamic programmes run in PyTorch on the CPU (the reference) and as Triton kernels on CUDA
@@ -24,6 +24,8 @@ The dynamic programmes run in PyTorch on the CPU (the reference) and as Triton k
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -34,9 +36,10 @@ from matr.align.tcc import tcc_loss
 
 __all__ = [
     "COSTS",
+    "METHODS",
+    "AlignmentLoss",
     "HardAlignment",
     "alignment_cost",
-    "alignment_loss",
     "contrastive_cost",
     "cosine_cost",
     "drop_dtw",
@@ -48,20 +51,12 @@ __all__ = [
 METHODS = ("soft_dtw", "drop_dtw", "tcc")
 
 
-def alignment_loss(
-    method: str,
-    Et: Tensor,
-    Eq: Tensor,
-    target_lengths: Tensor,
-    query_lengths: Tensor,
-    *,
-    gamma: float = 0.1,
-    cost: str = "cosine",
-    temperature: float = 0.1,
-) -> Tensor:
-    """Alignment loss of each pair: ``Et (B, M, d), Eq (B, N, d) -> (B,)``.
+@dataclass(frozen=True)
+class AlignmentLoss:
+    """An alignment loss, configured once: ``loss(Et, Eq, target_lengths, query_lengths)`` gives each
+    pair's loss, ``Et (B, M, d), Eq (B, N, d) -> (B,)``.
 
-    ``method``:
+    ``method`` (one row of Table 5, :data:`METHODS`):
 
     * ``"soft_dtw"`` — :func:`soft_dtw` (subsequence) on the ``cost`` matrix, smoothing ``gamma``;
     * ``"drop_dtw"`` — :func:`drop_dtw` on the ``cost`` matrix, smoothing ``gamma``, drop cost the
@@ -75,14 +70,26 @@ def alignment_loss(
     ``gamma`` plays the same role in all three (the temperature of a soft minimum / softmax), so
     one config value serves every row of Table 5; 0.1 is also TCC's own default temperature.
     The losses are raw per-pair values (not normalised by length), as the paper writes them.
+    An unknown ``method`` or ``cost`` raises ``ValueError`` when the loss is built.
 
     Padded frames are excluded by the lengths; for the two DTW losses their embeddings must be
     finite (zeros, say), since they enter the cost before the DP masks them.
     """
-    if method == "tcc":
-        return tcc_loss(Et, Eq, target_lengths, query_lengths, temperature=gamma)
-    if method not in ("soft_dtw", "drop_dtw"):
-        raise ValueError(f"matr.align.alignment_loss: unknown method {method!r}; expected one of {METHODS}")
-    C = alignment_cost(cost, Et, Eq, target_lengths, temperature)
-    dp = soft_dtw if method == "soft_dtw" else drop_dtw
-    return dp(C, target_lengths, query_lengths, gamma=gamma)
+
+    method: str = "soft_dtw"
+    gamma: float = 0.1
+    cost: str = "cosine"
+    temperature: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"matr.align.AlignmentLoss: unknown method {self.method!r}; expected one of {METHODS}")
+        if self.cost not in COSTS:
+            raise ValueError(f"matr.align.AlignmentLoss: unknown cost {self.cost!r}; expected one of {COSTS}")
+
+    def __call__(self, Et: Tensor, Eq: Tensor, target_lengths: Tensor, query_lengths: Tensor) -> Tensor:
+        if self.method == "tcc":
+            return tcc_loss(Et, Eq, target_lengths, query_lengths, temperature=self.gamma)
+        C = alignment_cost(self.cost, Et, Eq, target_lengths, self.temperature)
+        dp = soft_dtw if self.method == "soft_dtw" else drop_dtw
+        return dp(C, target_lengths, query_lengths, gamma=self.gamma)

@@ -1,14 +1,19 @@
-"""Shared machinery of the alignment dynamic programmes: checks, padding masks, and the
-anti-diagonal ("table") storage that lets one batched tensor operation fill a whole diagonal.
+"""Shared machinery of the alignment dynamic programmes: checks, padding masks, and the two
+storages that let one batched tensor operation fill a whole anti-diagonal.
 
-Table storage. A DP table ``R[i, j]`` (``0 <= i <= M`` target, ``0 <= j <= N`` query, 1-based
-cells, row/column 0 the boundary) is held as ``T[k, j, b] = R_b[k - j, j]`` with shape
-``(M + N + 3, N + 2, B)``: slab ``T[k]`` is the anti-diagonal ``i + j = k``, indexed by the
+Table storage (hard alignment). A DP table ``R[i, j]`` (``0 <= i <= M`` target, ``0 <= j <= N``
+query, 1-based cells, row/column 0 the boundary) is held as ``T[k, j, b] = R_b[k - j, j]`` with
+shape ``(M + N + 3, N + 2, B)``: slab ``T[k]`` is the anti-diagonal ``i + j = k``, indexed by the
 query position ``j``, with the batch innermost so that a run of consecutive cells of one
 diagonal, for all pairs, is one contiguous block. Predecessors of the cells ``j0..j1`` of
 diagonal ``k`` are the slices ``T[k-2, j0-1:j1]`` (diagonal), ``T[k-1, j0:j1+1]`` (up,
-``(i-1, j)``) and ``T[k-1, j0-1:j1]`` (left, ``(i, j-1)``). Two spare diagonals and one spare
-column at the end let the backward pass read successors of the last cells without bounds checks.
+``(i-1, j)``) and ``T[k-1, j0-1:j1]`` (left, ``(i, j-1)``).
+
+Cell-major storage (soft-DTW, Drop-DTW). Cell ``(i, j)`` is row ``(i - 1) * N + j - 1`` of an
+``(M * N, B)`` array (the cost's blocked transpose): the cells of one anti-diagonal, by
+increasing ``i``, are rows one stride of ``N - 1`` apart, a strided view
+(:func:`diagonal_cells`); a third less memory than the table, which matters as much as the
+arithmetic at large batches (fresh memory costs page faults).
 """
 
 from __future__ import annotations
@@ -85,20 +90,48 @@ def cost_table(C: Tensor, target_lengths: Tensor, query_lengths: Tensor, scale: 
     """
     B, M, N = C.shape
     rows = torch.empty(M * N + 1, B, dtype=dp_dtype(C), device=C.device)
-    cells = rows[: M * N].view(M, N, B)
-    cells.copy_(C.detach().permute(1, 2, 0))
-    cells.mul_(scale)
-    cells.masked_fill_(torch.arange(M, device=C.device)[:, None, None] >= target_lengths, 0.0)
-    cells.masked_fill_(torch.arange(N, device=C.device)[None, :, None] >= query_lengths, 0.0)
+    cost_rows(C, target_lengths, query_lengths, scale, out=rows[: M * N])
     rows[M * N] = 0.0
     return rows.index_select(0, cell_rows(M, N, C.device).flatten()).view(M + N + 3, N + 2, B)
 
 
+def cost_rows(C: Tensor, target_lengths: Tensor, query_lengths: Tensor, scale: float, out: Tensor) -> Tensor:
+    """``scale * C`` cell-major, 0 on padding: ``(B, M, N) -> out (M * N, B)`` (contiguous, the DP
+    dtype), ``out[i * N + j, b] = scale * C[b, i, j]``. Not differentiable; garbage (even NaN) on
+    padding never enters a DP."""
+    B, M, N = C.shape
+    source = C.detach().contiguous().view(B, M * N).T
+    out.copy_(source).mul_(scale)  # a blocked transpose when the dtypes agree; scaled in the DP dtype
+    cells = out.view(M, N, B)
+    if bool((target_lengths < M).any()):
+        cells.masked_fill_(torch.arange(M, device=C.device)[:, None, None] >= target_lengths, 0.0)
+    if bool((query_lengths < N).any()):
+        cells.masked_fill_(torch.arange(N, device=C.device)[None, :, None] >= query_lengths, 0.0)
+    return out
+
+
+def diagonal_rows(k: int, M: int, N: int) -> tuple[int, int]:
+    """Target rows ``[i0, i1]`` (inclusive) of the cells ``(i, j)`` of diagonal ``i + j = k`` with
+    ``1 <= i <= M`` and ``1 <= j <= N``."""
+    return max(1, k - N), min(M, k - 1)
+
+
+def diagonal_cells(rows: Tensor, k: int, i0: int, i1: int, N: int) -> Tensor:
+    """The cells ``(i, k - i)``, ``i = i0..i1``, of a cell-major ``(..., M * N, B)`` tensor (rows of
+    ``B`` contiguous): a strided view ``(..., i1 - i0 + 1, B)``, no copy. Row ``(i - 1) * N + j - 1``
+    of cell ``(i, j)`` is ``i * (N - 1) + k - N - 1``: one stride of ``N - 1`` rows."""
+    B = rows.shape[-1]
+    start = rows.storage_offset() + (i0 * (N - 1) + k - N - 1) * rows.stride(-2)
+    size = (*rows.shape[:-2], i1 - i0 + 1, B)
+    return rows.as_strided(size, (*rows.stride()[:-2], (N - 1) * rows.stride(-2), rows.stride(-1)), start)
+
+
 def rows_to_batch_major(rows: Tensor, M: int, N: int, dtype: torch.dtype) -> Tensor:
-    """``(M * N, B)`` cell-major values -> contiguous ``(B, M, N)`` of ``dtype``."""
+    """``(M * N, B)`` cell-major values -> contiguous ``(B, M, N)`` of ``dtype`` (a blocked
+    transpose when the dtypes agree)."""
     B = rows.shape[1]
     out = torch.empty(B, M, N, dtype=dtype, device=rows.device)
-    out.copy_(rows.view(M, N, B).permute(2, 0, 1))
+    out.view(B, M * N).copy_(rows.T)
     return out
 
 
@@ -118,21 +151,10 @@ def end_slots(target_lengths: Tensor, query_lengths: Tensor, M: int) -> tuple[Te
 EXP_FLOOR = -80.0
 
 
-def logsumexp_into(*xs: Tensor, out: Tensor) -> Tensor:
-    """Elementwise ``log(sum(exp(x) for x in xs))`` written into ``out``; stable and finite for
-    finite inputs. In-place kernels, no autograd (for the hand-written DPs): several times faster
-    on CPU than chaining ``torch.logaddexp`` or stacking for ``torch.logsumexp``."""
-    m = torch.maximum(xs[0], xs[1])
-    for x in xs[2:]:
-        torch.maximum(m, x, out=m)
-    s = torch.sub(xs[0], m).clamp_(min=EXP_FLOOR).exp_()
-    for x in xs[1:]:
-        s += torch.sub(x, m).clamp_(min=EXP_FLOOR).exp_()
-    return torch.add(s.log_(), m, out=out)
-
-
-def exp_into_rows(E: Tensor, rows: Tensor, x: Tensor) -> None:
-    """``E[rows] = exp(x)`` for a cell-major ``E (M * N, B)`` and ``x (len(rows), B)`` (consumed),
-    exponents below :data:`EXP_FLOOR` flushed to exactly 0."""
-    underflow = x < EXP_FLOOR
-    E.index_copy_(0, rows, x.clamp_(min=EXP_FLOOR).exp_().masked_fill_(underflow, 0.0))
+def remainder_weight(out: Tensor, *weights: Tensor) -> Tensor:
+    """``1 - sum(weights)`` into ``out``, clamped at 0: the softmin weight of the one predecessor
+    a DP does not store (rounding could otherwise make it a tiny negative number)."""
+    out.copy_(weights[0])
+    for weight in weights[1:]:
+        out.add_(weight)
+    return out.neg_().add_(1.0).clamp_(min=0.0)

@@ -15,13 +15,13 @@ from torch import Tensor
 from matr import choices
 from matr.align._tables import (
     BIG,
-    cell_rows,
+    EXP_FLOOR,
     check_inputs,
-    cost_table,
-    diagonal_range,
+    cost_rows,
+    diagonal_cells,
+    diagonal_rows,
     dp_dtype,
-    exp_into_rows,
-    logsumexp_into,
+    remainder_weight,
     rows_to_batch_major,
     use_triton,
     valid_cells,
@@ -48,98 +48,133 @@ def percentile_drop_cost(C: Tensor, target_lengths: Tensor, query_lengths: Tenso
         raise ValueError(f"matr.align.drop_dtw: drop_percentile must lie in [0, 1], got {q}")
     B, M, N = C.shape
     valid = valid_cells(target_lengths, query_lengths, M, N).view(B, -1)
-    values = torch.where(valid, C.detach().to(dp_dtype(C)).view(B, -1), BIG).sort(dim=1).values
-    position = q * (target_lengths * query_lengths - 1).to(values.dtype)
+    dtype = dp_dtype(C)
+    position = q * (target_lengths * query_lengths - 1).to(dtype)
     lo = position.floor().long()
     hi = position.ceil().long()
+    # The smallest hi + 1 values of each pair, in order (padding is BIG, so it sorts last): a partial sort.
+    costs = torch.where(valid, C.detach().to(dtype).view(B, -1), BIG)
+    values = costs.topk(int(hi.max()) + 1, dim=1, largest=False, sorted=True).values
     v_lo = values.gather(1, lo[:, None])[:, 0]
     v_hi = values.gather(1, hi[:, None])[:, 0]
     return v_lo + (position - lo) * (v_hi - v_lo)
 
 
-def _drop_forward(P: Tensor, drop: Tensor, query_lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """Scaled Drop-DTW forward on the cost table ``P = -C / gamma`` ``(K, W, B)`` with ``drop =
-    -delta / gamma`` ``(B,)``, in ``Q = -table / gamma``::
+def _drop_forward(weights: Tensor, drop: Tensor, end_index: Tensor, M: int, N: int) -> Tensor:
+    """Scaled Drop-DTW forward in ``Q = -table / gamma`` on cell-major storage (as
+    :func:`matr.align.dtw._soft_forward`), ``drop = -delta / gamma`` ``(B,)``::
 
-        Qd[i, j] = P[i, j] + Ld[i, j],  Ld[i, j] = logsumexp(Qr[i-1, j-1], Qd[i-1, j], Qd[i, j-1])
+        Qd[i, j] = P[i, j] + logsumexp(Qr[i-1, j-1], Qd[i-1, j], Qd[i, j-1])
         Qr[i, j] = logsumexp(Qd[i, j], Qr[i-1, j] + drop)
 
-    Returns the table ``Ld`` and ``Qr[k - n, n]`` for every diagonal ``k`` ``(M + N + 1, B)``."""
-    K, W, B = P.shape
-    M, N = K - W - 1, W - 2
-    Ld = torch.empty_like(P)
-    last_column = P.new_full((M + N + 1, B), -BIG)
-    # Diagonal k lives in slab k % 3. Boundary: Qr[k, 0] = k * drop (k <= M); Qr[0, k], Qd[0, k] and
-    # Qd[k, 0] are -BIG, and those slots are never written by the cells of earlier diagonals.
-    Qd = P.new_full((3, W, B), -BIG)
-    Qr = P.new_full((3, W, B), -BIG)
-    for k in range(M + N + 1):
-        qd, qr = Qd[k % 3], Qr[k % 3]
+    ``weights (3, M * N, B)`` holds ``P = -C / gamma`` in channel 0 on entry; each cell's channels
+    are overwritten with the softmin weights of ``Qd``'s diagonal (``Qr``) and up predecessors (the
+    left one's is 1 minus their sum) and of the match in ``Qr`` (the drop's is 1 minus it). Returns
+    ``Qr[k - n, n]`` for every diagonal ``k`` ``(M + N + 1, B)``."""
+    B = weights.shape[-1]
+    last_column = weights.new_full((M + N + 1, B), -BIG)
+    # Diagonal k lives in slab k % 3, indexed by the row i. Boundary: Qr[k, 0] = k * drop (slot k,
+    # k <= M), Qr[0, 0] = 0; Qr[0, k], Qd[0, k] and Qd[k, 0] are -BIG and never overwritten.
+    Qd, Qr = weights.new_full((3, M + 2, B), -BIG), weights.new_full((3, M + 2, B), -BIG)
+    Qr[0, 0] = 0.0
+    L = min(M, N)
+    top, total, terms = weights.new_empty(L, B), weights.new_empty(L, B), weights.new_empty(3, L, B)
+    for k in range(1, M + N + 1):
+        if k == 3:
+            Qr[0, 0] = -BIG  # R[0, 3]
         if k <= M:
-            torch.mul(drop, k, out=qr[0])
+            torch.mul(drop, k, out=Qr[k % 3, k])
         if k < 2:
             continue
-        j0, j1 = diagonal_range(k, M, N)
-        r_prev2, d_prev, r_prev = Qr[(k - 2) % 3], Qd[(k - 1) % 3], Qr[(k - 1) % 3]
-        ld = logsumexp_into(r_prev2[j0 - 1 : j1], d_prev[j0 : j1 + 1], d_prev[j0 - 1 : j1], out=Ld[k, j0 : j1 + 1])
-        cells = torch.add(P[k, j0 : j1 + 1], ld, out=qd[j0 : j1 + 1])
-        logsumexp_into(cells, r_prev[j0 : j1 + 1] + drop, out=qr[j0 : j1 + 1])
-        last_column[k] = qr.gather(0, query_lengths[None])[0]
-    return Ld, last_column
+        i0, i1 = diagonal_rows(k, M, N)
+        n = i1 + 1 - i0
+        d_prev, r_prev = Qd[(k - 1) % 3], Qr[(k - 1) % 3]
+        diag, up, left = Qr[(k - 2) % 3, i0 - 1 : i1], d_prev[i0 - 1 : i1], d_prev[i0 : i1 + 1]
+        w, m, s, e = diagonal_cells(weights, k, i0, i1, N), top[:n], total[:n], terms[:, :n]
+        torch.maximum(torch.maximum(diag, up, out=m), left, out=m)
+        qd = torch.add(w[0], m, out=Qd[k % 3, i0 : i1 + 1])  # P + max; P is dead after this diagonal
+        torch.sub(diag, m, out=e[0])
+        torch.sub(up, m, out=e[1])
+        torch.sub(left, m, out=e[2])
+        e.clamp_(min=EXP_FLOOR).exp_()
+        torch.add(e[0], e[1], out=s).add_(e[2])
+        torch.div(e[:2], s, out=w[:2])
+        qd.add_(s.log_())
+        # Qr = logsumexp(Qd, Qr[i-1, j] + drop); w[2] = the match's weight.
+        dropped = torch.add(r_prev[i0 - 1 : i1], drop, out=e[1])
+        torch.maximum(qd, dropped, out=m)
+        torch.sub(qd, m, out=e[0])
+        dropped.sub_(m)
+        e[:2].clamp_(min=EXP_FLOOR).exp_()
+        torch.add(e[0], e[1], out=s)
+        torch.div(e[0], s, out=w[2])
+        torch.add(m, s.log_(), out=Qr[k % 3, i0 : i1 + 1])
+        torch.gather(Qr[k % 3], 0, end_index[k : k + 1], out=last_column[k : k + 1])
+    return last_column
 
 
-def _drop_backward(P: Tensor, Ld: Tensor, drop: Tensor, value: Tensor, target_lengths: Tensor, query_lengths: Tensor):
-    """``dV/dC`` on the cells, cell-major ``(M * N, B)``, for the scaled value ``value = Qr[m, n]``.
+def _drop_backward(weights: Tensor, terminal: Tensor, end_index: Tensor, M: int, N: int) -> Tensor:
+    """``dV/dC`` on the cells, cell-major ``(M * N, B)``, by the adjoint recursion over both tables
+    with the forward's softmin weights (linear, as :func:`matr.align.dtw._soft_backward`), ``T`` the
+    terminal gradient at ``(m, n)`` ``(M + N + 1, B)``; ``Gr = dV/dR``, ``Gd = dV/dD = dV/dC``::
 
-    With ``Gr = dV/dR``, ``Gd = dV/dD`` (softmin weights as in :func:`matr.align.dtw._soft_backward`)
-    run in log space as ``Ar = log Gr - Qr`` and ``Ad = log Gd - Ld``::
+        Gr[i, j] = T[i, j] + Gr[i+1, j] w_drop(i+1, j) + Gd[i+1, j+1] w_diag(i+1, j+1)
+        Gd[i, j] = Gr[i, j] w_match(i, j) + Gd[i+1, j] w_up(i+1, j) + Gd[i, j+1] w_left(i, j+1)
 
-        Ar[i, j] = logsumexp(-value at (m, n), Ar[i+1, j] + drop, Ad[i+1, j+1])
-        Ad[i, j] = P[i, j] + logsumexp(Ar[i, j], Ad[i+1, j], Ad[i, j+1])
-
-    and ``dV/dC = Gd = exp(Ad + Ld)``. Cells outside a pair's block stay near ``-BIG``.
+    Cells outside a pair's block only have such cells as successors and a zero ``T``: exactly 0.
     """
-    K, W, B = P.shape
-    M, N = K - W - 1, W - 2
-    batch = torch.arange(B, device=P.device)
-    slots = cell_rows(M, N, P.device)
-    end = target_lengths + query_lengths
-    E = P.new_empty(M * N, B)
-    Ar = P.new_full((3, W, B), -BIG)
-    Ad = P.new_full((3, W, B), -BIG)
+    B = weights.shape[-1]
+    rows = weights.new_empty(M * N, B)
+    Gr, Gd = weights.new_empty(3, M + 2, B), weights.new_empty(3, M + 2, B)  # slab k % 3, by row i
+    spare = weights.new_empty(min(M, N), B)
     for k in range(M + N, 1, -1):
-        ar, ad = Ar[k % 3].fill_(-BIG), Ad[k % 3].fill_(-BIG)
-        ar[query_lengths, batch] = torch.where(end == k, -value, -BIG)
-        j0, j1 = diagonal_range(k, M, N)
-        r_next, d_next, d_next2 = Ar[(k + 1) % 3], Ad[(k + 1) % 3], Ad[(k + 2) % 3]
-        cells_r = ar[j0 : j1 + 1]
-        logsumexp_into(cells_r, r_next[j0 : j1 + 1] + drop, d_next2[j0 + 1 : j1 + 2], out=cells_r)
-        cells_d = logsumexp_into(cells_r, d_next[j0 : j1 + 1], d_next[j0 + 1 : j1 + 2], out=ad[j0 : j1 + 1])
-        cells_d += P[k, j0 : j1 + 1]
-        exp_into_rows(E, slots[k, j0 : j1 + 1], torch.add(cells_d, Ld[k, j0 : j1 + 1]))
-    return E
+        i0, i1 = diagonal_rows(k, M, N)
+        gr, gd = Gr[k % 3, i0 : i1 + 1].zero_(), Gd[k % 3, i0 : i1 + 1]
+        a, b = max(i0, k + 1 - N), min(i1, M - 1)
+        if i0 <= b:  # (i + 1, j): R's drop
+            w_drop = remainder_weight(spare[: b + 1 - i0], diagonal_cells(weights[2], k + 1, i0 + 1, b + 1, N))
+            gr[: b - i0 + 1].addcmul_(Gr[(k + 1) % 3, i0 + 1 : b + 2], w_drop)
+        if a <= b:  # (i + 1, j + 1): D's diagonal predecessor is R
+            w_diag = diagonal_cells(weights[0], k + 2, a + 1, b + 1, N)
+            gr[a - i0 : b - i0 + 1].addcmul_(Gd[(k + 2) % 3, a + 1 : b + 2], w_diag)
+        Gr[k % 3].scatter_add_(0, end_index[k : k + 1], terminal[k : k + 1])
+        torch.mul(gr, diagonal_cells(weights[2], k, i0, i1, N), out=gd)
+        if i0 <= b:  # (i + 1, j): D's up predecessor
+            gd[: b - i0 + 1].addcmul_(
+                Gd[(k + 1) % 3, i0 + 1 : b + 2], diagonal_cells(weights[1], k + 1, i0 + 1, b + 1, N)
+            )
+        if a <= i1:  # (i, j + 1): D's left predecessor
+            w = diagonal_cells(weights, k + 1, a, i1, N)
+            gd[a - i0 :].addcmul_(Gd[(k + 1) % 3, a : i1 + 1], remainder_weight(spare[: i1 + 1 - a], w[0], w[1]))
+        diagonal_cells(rows, k, i0, i1, N).copy_(gd)
+    return rows
 
 
 class _DropDTW(torch.autograd.Function):
-    """Drop-DTW with the analytic backward pass; saves ``P = -C / gamma``, ``Ld`` and the value."""
+    """Drop-DTW with the analytic backward pass; saves the forward's softmin weights and ``Qr``'s
+    last-column cells."""
 
     @staticmethod
     def forward(ctx, C: Tensor, target_lengths: Tensor, query_lengths: Tensor, delta: Tensor, gamma: float) -> Tensor:
-        P = cost_table(C, target_lengths, query_lengths, scale=-1.0 / gamma)
-        drop = (-delta / gamma).to(P.dtype)
-        Ld, last_column = _drop_forward(P, drop, query_lengths)
-        value = last_column[target_lengths + query_lengths, torch.arange(C.shape[0], device=C.device)]
-        ctx.save_for_backward(P, Ld, drop, value, target_lengths, query_lengths)
-        ctx.cost_dtype = C.dtype
+        B, M, N = C.shape
+        weights = torch.empty(3, M * N, B, dtype=dp_dtype(C), device=C.device)
+        cost_rows(C, target_lengths, query_lengths, -1.0 / gamma, out=weights[0])
+        drop = (-delta / gamma).to(weights.dtype)
+        end_index = (torch.arange(M + N + 1, device=C.device)[:, None] - query_lengths).clamp_(0, M + 1)
+        last_column = _drop_forward(weights, drop, end_index, M, N)
+        value = last_column[target_lengths + query_lengths, torch.arange(B, device=C.device)]
+        ctx.save_for_backward(weights, end_index, target_lengths, query_lengths)
+        ctx.cost_dtype, ctx.shape = C.dtype, (M, N)
         return value * -gamma
 
     @staticmethod
     def backward(ctx, grad_value: Tensor):
-        P, Ld, drop, value, target_lengths, query_lengths = ctx.saved_tensors
-        E = _drop_backward(P, Ld, drop, value, target_lengths, query_lengths)
-        E *= grad_value.to(E.dtype)
-        K, W, _ = P.shape
-        return rows_to_batch_major(E, K - W - 1, W - 2, ctx.cost_dtype), None, None, None, None
+        weights, end_index, target_lengths, query_lengths = ctx.saved_tensors
+        M, N = ctx.shape
+        end_row = torch.arange(M + N + 1, device=weights.device)[:, None] - query_lengths
+        terminal = torch.where(end_row == target_lengths, grad_value.to(weights.dtype), 0.0)
+        rows = _drop_backward(weights, terminal, end_index, M, N)
+        return rows_to_batch_major(rows, M, N, ctx.cost_dtype), None, None, None, None
 
 
 class _TritonDropDTW(torch.autograd.Function):

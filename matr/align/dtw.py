@@ -2,31 +2,37 @@
 alignment path (paper Sec. 3.2, "Dual-stage Sequence Alignment"); the costs are in
 :mod:`matr.align.costs`.
 
-Both DPs sweep the ``M + N - 1`` anti-diagonals of the table (storage described in
-:mod:`matr.align._tables`), one batched tensor operation per step, keeping only the last three
-diagonals of ``R`` alive. The soft DP runs in the scaled, negated domain ``Q = -R / gamma``, where
-the soft minimum is a log-sum-exp; it keeps the table of those log-sum-exps ``L`` for its
-analytic backward pass, which sweeps the diagonals in reverse. The hard DP keeps the table of
-predecessor choices (uint8) for the batched backtracking.
+Both DPs sweep the ``M + N - 1`` anti-diagonals, one batched tensor operation per step over a
+whole diagonal of all pairs, keeping only the last three diagonals of ``R`` alive (rolling slabs).
+The soft DP runs in the scaled, negated domain ``Q = -R / gamma``, where the soft minimum is a
+log-sum-exp, on cell-major storage (:func:`matr.align._tables.diagonal_cells`); it stores the
+softmin weight of each cell's predecessors, so its analytic backward pass, a reverse sweep, is
+linear (multiply-adds, no exponential). The hard DP runs in NumPy on the table storage of
+:mod:`matr.align._tables` and keeps the table of predecessor choices (uint8) for the batched
+backtracking.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from matr import choices
 from matr.align._tables import (
     BIG,
-    cell_rows,
+    EXP_FLOOR,
     check_inputs,
+    cost_rows,
     cost_table,
+    diagonal_cells,
     diagonal_range,
+    diagonal_rows,
+    dp_dtype,
     end_slots,
-    exp_into_rows,
-    logsumexp_into,
+    remainder_weight,
     rows_to_batch_major,
     use_triton,
 )
@@ -61,84 +67,104 @@ class HardAlignment(NamedTuple):
     end: Tensor
 
 
-def _start_diagonal(slab: Tensor, k: int, M: int, N: int, column: float, row: float) -> None:
-    """Write the boundary cells of diagonal ``k`` into its rolling slab ``(N + 2, B)``:
-    ``R[k, 0]`` (``0`` for ``k = 0``, else ``column``) and ``R[0, k] = row``. Slots of a slab that
-    are neither boundary nor computed are never read by the next two diagonals."""
-    if k <= M:
-        slab[0] = 0.0 if k == 0 else column
-    if 1 <= k <= N:
-        slab[k] = row
-
-
 # ---------------------------------------------------------------------------------------------
 # Soft-DTW
 # ---------------------------------------------------------------------------------------------
 
 
-def _soft_forward(P: Tensor, M: int, N: int, subsequence: bool) -> Tensor:
-    """Table ``L`` of ``logsumexp(Q[i-1, j-1], Q[i-1, j], Q[i, j-1])``, where ``Q = -R / gamma``
-    follows ``Q = P + L`` from ``P = -C / gamma`` (tables), one diagonal at a time."""
-    B = P.shape[2]
-    L = torch.empty_like(P)
-    Q = P.new_empty(3, N + 2, B)  # diagonal k lives in slab k % 3
-    for k in range(M + N + 1):
-        _start_diagonal(Q[k % 3], k, M, N, column=0.0 if subsequence else -BIG, row=-BIG)
-        if k < 2:
-            continue
-        j0, j1 = diagonal_range(k, M, N)
-        diag, prev = Q[(k - 2) % 3], Q[(k - 1) % 3]
-        lse = logsumexp_into(diag[j0 - 1 : j1], prev[j0 : j1 + 1], prev[j0 - 1 : j1], out=L[k, j0 : j1 + 1])
-        torch.add(P[k, j0 : j1 + 1], lse, out=Q[k % 3, j0 : j1 + 1])
-    return L
+def _soft_forward(weights: Tensor, end_index: Tensor, M: int, N: int, subsequence: bool) -> Tensor:
+    """Soft DP in ``Q = -R / gamma``, one diagonal at a time, on cell-major storage (rows
+    ``(i - 1) * N + j - 1``): ``Q[i, j] = P[i, j] + logsumexp(Q[i-1, j-1], Q[i-1, j], Q[i, j-1])``.
+
+    ``weights (2, M * N, B)`` holds ``P = -C / gamma`` in channel 0 on entry; each cell's channels
+    are overwritten with the softmin weights of its diagonal and up predecessors (the left one's is
+    1 minus their sum), all the backward pass needs. Returns ``Q[k - n, n]`` for every diagonal
+    ``k`` ``(M + N + 1, B)`` (``end_index``: the slot ``k - n`` of each, clamped to ``[0, M + 1]``).
+    The rolling slabs of ``Q`` are indexed by the target row ``i``: slot 0 is row 0, slot ``k`` of
+    diagonal ``k`` is column 0."""
+    B = weights.shape[-1]
+    last_column = weights.new_full((M + N + 1, B), -BIG)
+    # Diagonal k lives in slab k % 3. Slot k (column 0) of diagonal k is never written by the cells
+    # of the diagonals before it, nor slot 0 (row 0), so the boundary is written once.
+    Q = weights.new_full((3, M + 2, B), 0.0 if subsequence else -BIG)
+    Q[:, 0] = -BIG
+    Q[0, 0] = 0.0  # R[0, 0]
+    L = min(M, N)
+    top, total, terms = weights.new_empty(L, B), weights.new_empty(L, B), weights.new_empty(3, L, B)
+    for k in range(2, M + N + 1):
+        if k == 3:
+            Q[0, 0] = -BIG  # R[0, 3]
+        i0, i1 = diagonal_rows(k, M, N)
+        n = i1 + 1 - i0
+        slab, prev = Q[k % 3], Q[(k - 1) % 3]
+        diag, up, left = Q[(k - 2) % 3, i0 - 1 : i1], prev[i0 - 1 : i1], prev[i0 : i1 + 1]
+        w, m, s, e = diagonal_cells(weights, k, i0, i1, N), top[:n], total[:n], terms[:, :n]
+        torch.maximum(torch.maximum(diag, up, out=m), left, out=m)
+        q = torch.add(w[0], m, out=slab[i0 : i1 + 1])  # P + max; P is dead after this diagonal
+        torch.sub(diag, m, out=e[0])
+        torch.sub(up, m, out=e[1])
+        torch.sub(left, m, out=e[2])
+        e.clamp_(min=EXP_FLOOR).exp_()
+        torch.add(e[0], e[1], out=s).add_(e[2])
+        torch.div(e[:2], s, out=w)
+        q.add_(s.log_())
+        torch.gather(slab, 0, end_index[k : k + 1], out=last_column[k : k + 1])
+    return last_column
 
 
-def _soft_value(P: Tensor, L: Tensor, target_lengths: Tensor, query_lengths: Tensor, subsequence: bool) -> Tensor:
-    """Scaled value ``-V / gamma`` ``(B,)``: ``logsumexp(Q[1..m, n])`` or ``Q[m, n]``."""
-    M = P.shape[0] - P.shape[1] - 1
-    if not subsequence:
-        k, j, b = target_lengths + query_lengths, query_lengths, torch.arange(P.shape[2], device=P.device)
-        return P[k, j, b] + L[k, j, b]
-    k, j, b, real = end_slots(target_lengths, query_lengths, M)
-    return torch.where(real, P[k, j, b] + L[k, j, b], -BIG).logsumexp(dim=1)
-
-
-def _soft_backward(
-    P: Tensor, L: Tensor, value: Tensor, target_lengths: Tensor, query_lengths: Tensor, subsequence: bool
+def _soft_value(
+    last_column: Tensor, target_lengths: Tensor, query_lengths: Tensor, M: int, subsequence: bool
 ) -> Tensor:
+    """Scaled value ``-V / gamma`` ``(B,)`` from the last-column cells of :func:`_soft_forward`:
+    ``logsumexp(Q[1..m, n])`` or ``Q[m, n]``."""
+    if not subsequence:
+        return last_column[target_lengths + query_lengths, torch.arange(len(query_lengths), device=last_column.device)]
+    k, _, b, real = end_slots(target_lengths, query_lengths, M)
+    return torch.where(real, last_column[k, b], -BIG).logsumexp(dim=1)
+
+
+def _terminal(
+    last_column: Tensor, value: Tensor, target_lengths: Tensor, query_lengths: Tensor, subsequence: bool
+) -> Tensor:
+    """``dV/dR`` from the value's own softmin at the last-column cell of each diagonal ``(M + N + 1, B)``:
+    the softmax weight of end row ``k - n`` (subsequence), or 1 at ``k = m + n``."""
+    end_row = torch.arange(last_column.shape[0], device=value.device)[:, None] - query_lengths
+    if not subsequence:
+        return (end_row == target_lengths).to(last_column.dtype)
+    terminal = (end_row >= 1) & (end_row <= target_lengths)
+    return torch.where(terminal, (last_column - value).clamp_(min=EXP_FLOOR).exp_(), 0.0)
+
+
+def _soft_backward(weights: Tensor, terminal: Tensor, end_index: Tensor, M: int, N: int) -> Tensor:
     """``E = dV/dR`` on the cells, cell-major ``(M * N, B)``, by Cuturi and Blondel's recursion.
 
-    ``E[p] = T[p] + sum_s E[s] * w(s <- p)`` over the successors ``s`` of ``p``, with the softmin
-    weight ``w = exp(Q[p] - L[s])`` and the terminal gradient ``T`` (softmax over the end rows, or 1
-    at ``(m, n)``), is run in log space: ``H = log E - L`` obeys::
-
-        H[p] = P[p] + logsumexp(H[i+1, j+1], H[i+1, j], H[i, j+1], log T[p] - Q[p])
-
-    where ``log T - Q`` is ``-value`` on the terminal cells and ``-BIG`` elsewhere; then
-    ``E = exp(H + L)``. Cells outside a pair's ``m x n`` block only have such cells as successors,
-    so their ``H`` stays near ``-BIG`` and their ``E`` is exactly 0 (exponents below
-    ``EXP_FLOOR`` are flushed to 0).
+    ``E[p] = T[p] + sum_s E[s] * w(s <- p)`` over the successors ``s`` of ``p`` (diagonal
+    ``(i+1, j+1)``, below ``(i+1, j)``, right ``(i, j+1)``) with the forward's softmin ``weights``
+    and the terminal gradient ``T (M + N + 1, B)`` (:func:`_terminal`): linear, no transcendental
+    function, ``weights`` left intact. Cells outside a pair's ``m x n`` block have only such cells
+    as successors and a zero ``T``, so their ``E`` is exactly 0.
     """
-    K, W, B = P.shape
-    M, N = K - W - 1, W - 2
-    batch = torch.arange(B, device=P.device)
-    slots = cell_rows(M, N, P.device)
-    # log T - Q at the cell (k - n, n) of each diagonal k, (M + N + 1, B).
-    end_row = torch.arange(M + N + 1, device=P.device)[:, None] - query_lengths
-    terminal = (end_row >= 1) & (end_row <= target_lengths) if subsequence else end_row == target_lengths
-    terminal_value = torch.where(terminal, -value, -BIG)
-    E = P.new_empty(M * N, B)
-    H = torch.full((3, W, B), -BIG, dtype=P.dtype, device=P.device)  # diagonal k in slab k % 3
+    B = weights.shape[-1]
+    rows = weights.new_empty(M * N, B)
+    E = weights.new_empty(3, M + 2, B)  # diagonal k lives in slab k % 3, indexed by i
+    left = weights.new_empty(min(M, N), B)
     for k in range(M + N, 1, -1):
-        h = H[k % 3].fill_(-BIG)
-        h[query_lengths, batch] = terminal_value[k]
-        j0, j1 = diagonal_range(k, M, N)
-        succ_diag, succ = H[(k + 2) % 3], H[(k + 1) % 3]
-        cells = h[j0 : j1 + 1]
-        logsumexp_into(succ_diag[j0 + 1 : j1 + 2], succ[j0 : j1 + 1], succ[j0 + 1 : j1 + 2], cells, out=cells)
-        cells += P[k, j0 : j1 + 1]
-        exp_into_rows(E, slots[k, j0 : j1 + 1], torch.add(cells, L[k, j0 : j1 + 1]))
-    return E
+        i0, i1 = diagonal_rows(k, M, N)
+        e = E[k % 3, i0 : i1 + 1].zero_()
+        a, b = max(i0, k + 1 - N), min(i1, M - 1)
+        if a <= b:  # diagonal successor (i + 1, j + 1)
+            below = E[(k + 2) % 3, a + 1 : b + 2]
+            e[a - i0 : b - i0 + 1].addcmul_(below, diagonal_cells(weights[0], k + 2, a + 1, b + 1, N))
+        if i0 <= b:  # successor below, (i + 1, j)
+            e[: b - i0 + 1].addcmul_(
+                E[(k + 1) % 3, i0 + 1 : b + 2], diagonal_cells(weights[1], k + 1, i0 + 1, b + 1, N)
+            )
+        if a <= i1:  # successor to the right, (i, j + 1): weight 1 - diagonal - up
+            w = diagonal_cells(weights, k + 1, a, i1, N)
+            e[a - i0 :].addcmul_(E[(k + 1) % 3, a : i1 + 1], remainder_weight(left[: i1 + 1 - a], w[0], w[1]))
+        E[k % 3].scatter_add_(0, end_index[k : k + 1], terminal[k : k + 1])
+        diagonal_cells(rows, k, i0, i1, N).copy_(e)
+    return rows
 
 
 class _TritonSoftDTW(torch.autograd.Function):
@@ -165,27 +191,30 @@ class _TritonSoftDTW(torch.autograd.Function):
 
 
 class _SoftDTW(torch.autograd.Function):
-    """Soft-DTW with the analytic backward pass; saves the tables ``P = -C / gamma`` and ``L``."""
+    """Soft-DTW with the analytic backward pass; saves the forward's softmin weights ``(3, M * N, B)``
+    and the last-column cells."""
 
     @staticmethod
     def forward(
         ctx, C: Tensor, target_lengths: Tensor, query_lengths: Tensor, gamma: float, subsequence: bool
     ) -> Tensor:
-        _, M, N = C.shape
-        P = cost_table(C, target_lengths, query_lengths, scale=-1.0 / gamma)
-        L = _soft_forward(P, M, N, subsequence)
-        value = _soft_value(P, L, target_lengths, query_lengths, subsequence)
-        ctx.save_for_backward(P, L, value, target_lengths, query_lengths)
-        ctx.subsequence, ctx.cost_dtype = subsequence, C.dtype
+        B, M, N = C.shape
+        weights = torch.empty(2, M * N, B, dtype=dp_dtype(C), device=C.device)
+        cost_rows(C, target_lengths, query_lengths, -1.0 / gamma, out=weights[0])
+        end_index = (torch.arange(M + N + 1, device=C.device)[:, None] - query_lengths).clamp_(0, M + 1)
+        last_column = _soft_forward(weights, end_index, M, N, subsequence)
+        value = _soft_value(last_column, target_lengths, query_lengths, M, subsequence)
+        ctx.save_for_backward(weights, last_column, value, end_index, target_lengths, query_lengths)
+        ctx.subsequence, ctx.shape, ctx.cost_dtype = subsequence, (M, N), C.dtype
         return value * -gamma
 
     @staticmethod
     def backward(ctx, grad_value: Tensor):
-        P, L, value, target_lengths, query_lengths = ctx.saved_tensors
-        E = _soft_backward(P, L, value, target_lengths, query_lengths, ctx.subsequence)
-        E *= grad_value.to(E.dtype)  # dV/dC[i-1, j-1] = dV/dR[i, j]
-        K, W, _ = P.shape
-        return rows_to_batch_major(E, K - W - 1, W - 2, ctx.cost_dtype), None, None, None, None
+        weights, last_column, value, end_index, target_lengths, query_lengths = ctx.saved_tensors
+        terminal = _terminal(last_column, value, target_lengths, query_lengths, ctx.subsequence)
+        terminal *= grad_value.to(terminal.dtype)  # E is linear in T
+        E = _soft_backward(weights, terminal, end_index, *ctx.shape)  # dV/dC[i-1, j-1] = dV/dR[i, j]
+        return rows_to_batch_major(E, *ctx.shape, ctx.cost_dtype), None, None, None, None
 
 
 def soft_dtw(
@@ -228,53 +257,73 @@ def soft_dtw(
 # Hard alignment
 # ---------------------------------------------------------------------------------------------
 
-_DIAG, _UP, _LEFT = 0, 1, 2
+_DIAG, _UP, _LEFT, _STAY = 0, 1, 2, 3
 
 
-def _hard_forward(Ct: Tensor, query_lengths: Tensor, M: int, N: int, subsequence: bool) -> tuple[Tensor, Tensor]:
-    """Hard-min DP on the cost table ``Ct``. Returns the table of chosen predecessors (uint8:
-    ``_DIAG``, ``_UP``, ``_LEFT``; ties go to the lowest code) and ``R[k - n, n]`` for every
-    diagonal ``k`` ``(M + N + 1, B)``, the last-column cell of each pair."""
+def _start_diagonal(slab: np.ndarray, k: int, M: int, N: int, column: float, row: float) -> None:
+    """Write the boundary cells of diagonal ``k`` into its rolling slab ``(N + 2, B)`` (indexed by
+    ``j``): ``R[k, 0]`` (``0`` for ``k = 0``, else ``column``) and ``R[0, k] = row``. Slots of a slab
+    that are neither boundary nor computed are never read by the next two diagonals."""
+    if k <= M:
+        slab[0] = 0.0 if k == 0 else column
+    if 1 <= k <= N:
+        slab[k] = row
+
+
+def _hard_forward(
+    Ct: np.ndarray, query_lengths: np.ndarray, M: int, N: int, subsequence: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hard-min DP on the cost table ``Ct`` (NumPy: no gradient, and a few times less overhead per
+    operation than torch at the small sizes of inference and training). Returns the table of
+    chosen predecessors (uint8: ``_DIAG``, ``_UP``, ``_LEFT``; ties go to the lowest code) and
+    ``R[k - n, n]`` for every diagonal ``k`` ``(M + N + 1, B)``, the last-column cell of each pair."""
     W, B = N + 2, Ct.shape[2]
-    choice = torch.empty(Ct.shape, dtype=torch.uint8, device=Ct.device)
-    last_column = Ct.new_full((M + N + 1, B), BIG)
-    R = Ct.new_empty(3, W, B)  # diagonal k lives in slab k % 3
+    batch = np.arange(B)
+    choice = np.empty(Ct.shape, dtype=np.uint8)
+    last_column = np.full((M + N + 1, B), BIG, dtype=Ct.dtype)
+    R = np.empty((3, W, B), dtype=Ct.dtype)  # diagonal k lives in slab k % 3
     for k in range(M + N + 1):
         _start_diagonal(R[k % 3], k, M, N, column=0.0 if subsequence else BIG, row=BIG)
         if k < 2:
             continue
         j0, j1 = diagonal_range(k, M, N)
         diag, up, left = R[(k - 2) % 3, j0 - 1 : j1], R[(k - 1) % 3, j0 : j1 + 1], R[(k - 1) % 3, j0 - 1 : j1]
-        up_or_left = torch.minimum(up, left)
-        torch.add(Ct[k, j0 : j1 + 1], torch.minimum(diag, up_or_left), out=R[k % 3, j0 : j1 + 1])
+        up_or_left = np.minimum(up, left)
+        np.add(Ct[k, j0 : j1 + 1], np.minimum(diag, up_or_left), out=R[k % 3, j0 : j1 + 1])
         # 0 if diag <= min(up, left), else 1 if up <= left, else 2.
         code = choice[k, j0 : j1 + 1]
-        code.copy_(torch.gt(up, left)).add_(1).mul_(torch.gt(diag, up_or_left))
-        last_column[k] = R[k % 3].gather(0, query_lengths[None])[0]
+        np.greater(up, left, out=code)
+        code += 1
+        code *= diag > up_or_left
+        last_column[k] = R[k % 3][query_lengths, batch]
     return choice, last_column
 
 
 def _backtrack(
-    choice: Tensor, end_row: Tensor, query_lengths: Tensor, M: int, N: int, dtype: torch.dtype
-) -> HardAlignment:
-    """Follow the stored choices from ``(end_row, n)`` until row or column 0, all pairs at once
-    (at most ``max(end_row + n) - 1`` batched steps; a pair that has left the table stays put)."""
-    _, W, B = choice.shape
-    batch = torch.arange(B, device=choice.device)
-    flat_choice = choice.view(-1)
-    i, j, start = end_row.clone(), query_lengths.clone(), end_row.clone()
-    outside = B * M * N  # a dummy cell for pairs that have finished
-    visited = []
-    for _ in range(int((end_row + query_lengths).max()) - 1):
-        active = (i > 0) & (j > 0)
-        visited.append(torch.where(active, (batch * M + i - 1) * N + j - 1, outside))
-        start = torch.where(active, i, start)
-        c = flat_choice[((i + j) * W + j) * B + batch]
-        i = i - (active & (c != _LEFT)).long()
-        j = j - (active & (c != _UP)).long()
-    matrix = torch.zeros(B * M * N + 1, dtype=dtype, device=choice.device)
-    matrix[torch.cat(visited)] = 1.0
-    return HardAlignment(matrix[:-1].view(B, M, N), start - 1, end_row - 1)
+    choice: np.ndarray, end_row: np.ndarray, query_lengths: np.ndarray, M: int, N: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Follow the stored choices from ``(end_row, n)`` to row or column 0, all pairs at once, as
+    flat positions in the choice table: each step moves by the offset of the chosen predecessor;
+    the boundary slots hold ``_STAY`` (offset 0), so a pair that has left the table stays put.
+    Returns the flat indices of the visited cells in ``(B, M, N)`` and the first row of each path
+    (1-based)."""
+    K, W, B = choice.shape
+    choice[:, 0] = _STAY  # column 0
+    edge = np.arange(min(K, W))
+    choice[edge, edge] = _STAY  # row 0 (the DP never writes either)
+    offsets = np.array([(2 * W + 1) * B, W * B, (W + 1) * B, 0])  # _DIAG, _UP, _LEFT, _STAY
+    flat_choice = choice.reshape(-1)
+    position = ((end_row + query_lengths) * W + query_lengths) * B + np.arange(B)
+    steps = int((end_row + query_lengths).max()) - 1
+    visited = np.empty((steps, B), dtype=np.int64)
+    for step in range(steps):
+        visited[step] = position
+        position = position - offsets[flat_choice[position]]
+    k, j, b = visited // (W * B), visited // B % W, visited % B
+    i = k - j
+    real = (i >= 1) & (j >= 1)
+    start = np.where(real, i, M + 1).min(axis=0)
+    return ((b * M + i - 1) * N + j - 1)[real], start
 
 
 def hard_alignment(C: Tensor, target_lengths: Tensor, query_lengths: Tensor, subsequence: bool = True) -> HardAlignment:
@@ -301,13 +350,18 @@ def hard_alignment(C: Tensor, target_lengths: Tensor, query_lengths: Tensor, sub
 
         with torch.no_grad():
             return HardAlignment(*kernels.hard_alignment(C.detach(), tl, ql, subsequence))
-    with torch.no_grad():
-        Ct = cost_table(C, tl, ql)
-        choice, last_column = _hard_forward(Ct, ql, M, N, subsequence)
+    with torch.no_grad():  # on the CPU in NumPy (CUDA float64, or CUDA without Triton, round-trips)
+        Ct = cost_table(C, tl, ql).cpu().numpy()
+        lengths, n = tl.cpu().numpy(), ql.cpu().numpy()
+        choice, last_column = _hard_forward(Ct, n, M, N, subsequence)
         if subsequence:
-            rows = torch.arange(1, M + 1, device=C.device)
-            ends = last_column[rows[:, None] + ql[None, :], torch.arange(len(ql), device=C.device)].T  # (B, M)
-            end_row = torch.where(rows <= tl[:, None], ends, BIG).argmin(dim=1) + 1  # first minimum: earliest
+            rows = np.arange(1, M + 1)
+            ends = last_column[rows[:, None] + n, np.arange(len(n))].T  # (B, M)
+            end_row = np.where(rows <= lengths[:, None], ends, BIG).argmin(axis=1) + 1  # first minimum: earliest
         else:
-            end_row = tl
-        return _backtrack(choice, end_row, ql, M, N, Ct.dtype)
+            end_row = lengths
+        visited, start = _backtrack(choice, end_row, n, M, N)
+    matrix = torch.zeros(len(n) * M * N, dtype=dp_dtype(C))
+    matrix[torch.from_numpy(visited)] = 1.0
+    spans = (torch.from_numpy(start - 1).to(C.device), torch.from_numpy(end_row - 1).to(C.device))
+    return HardAlignment(matrix.view(len(n), M, N).to(C.device), *spans)

@@ -14,7 +14,7 @@ from matr.data.activitynet_vrl import (
     read_vrl_entries,
     vrl_pairs,
 )
-from matr.data.dataset import FeatureSource, InMemoryFeatures, PairDataset, collate_pairs
+from matr.data.dataset import FeatureSource, FrameLimits, InMemoryFeatures, PairDataset, collate_pairs
 from matr.data.own_videos import OwnVideos, read_own_videos
 from matr.data.pretraining import PretrainConfig, PretrainingDataset
 from matr.data.records import (
@@ -32,6 +32,7 @@ __all__ = [
     "WINDOW_TOLERANCE_S",
     "AnnotationError",
     "FeatureSource",
+    "FrameLimits",
     "InMemoryFeatures",
     "OwnVideos",
     "PairDataset",

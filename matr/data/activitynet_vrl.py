@@ -62,7 +62,7 @@ from typing import Any, Literal
 import numpy as np
 
 from matr import choices
-from matr.data.records import PairRecord, Window, clip_to_duration, located
+from matr.data.records import PairRecord, TimeWindow, clip_to_duration, located
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,9 @@ class VrlEntry:
     label: int  # ActivityNet taxonomy nodeId
     location: tuple[int, int]  # feature indices [a, b) of the whole video
     groundtruth: tuple[int, int]  # feature indices [s, e) relative to a
-    query_window: Window  # seconds: the action in the whole video
-    target_window: Window  # seconds: the location window in the whole video
-    target_groundtruth: Window  # seconds: the action relative to target_window[0]
+    query_window: TimeWindow  # seconds: the action in the whole video
+    target_window: TimeWindow  # seconds: the location window in the whole video
+    target_groundtruth: TimeWindow  # seconds: the action relative to target_window[0]
     step: float  # seconds per feature index: FRAMES_PER_FEATURE * duration / n_frames
 
     @property

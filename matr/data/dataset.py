@@ -15,7 +15,7 @@ they are; a target clip ``(t0, t1)`` is snapped to the frame grid, so its window
 ``t0 - target_start`` (less than c / 2) and the item's ``duration`` is ``t1 - target_start``.
 Windows are clipped to ``[0, duration]``.
 
-Length limits (both optional):
+Length limits (:class:`FrameLimits`, both optional; ``FrameLimits.of(model_config)`` gives a model's):
 
 * ``max_query_frames``: a longer query is resampled to that many frames (nearest frame at evenly
   spaced times, :func:`resample_frames`), so it still spans the whole action.
@@ -38,7 +38,8 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +48,9 @@ from torch.utils.data import Dataset
 
 from matr.data.records import PairRecord
 from matr.span_ops import frame_centers
+
+if TYPE_CHECKING:
+    from matr.config import ModelConfig
 
 Item = dict[str, Any]
 _KEPT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
@@ -194,14 +198,52 @@ def _features_tensor(features: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(array, dtype=array.dtype if array.dtype in _KEPT_DTYPES else np.float32))
 
 
-def check_frame_limits(max_query_frames: int | None, max_target_frames: int | None) -> None:
-    """Raise ``ValueError`` unless each limit is ``None`` or a positive int."""
-    for limit, name in ((max_query_frames, "max_query_frames"), (max_target_frames, "max_target_frames")):
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
+@dataclass(frozen=True)
+class FrameLimits:
+    """The longest query and target of an item, in frames; ``None`` is no limit (module docstring:
+    a longer query is resampled, a longer target cropped around its ground truth)."""
+
+    max_query_frames: int | None = None
+    max_target_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_query_frames", "max_target_frames"):
+            limit = getattr(self, name)
+            if limit is not None and (not isinstance(limit, int) or limit < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {limit!r}")
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> FrameLimits:
+        """The limits of a model (its ``max_query_frames`` and ``max_target_frames``)."""
+        return cls(config.max_query_frames, config.max_target_frames)
+
+    def fit_query(self, query: np.ndarray) -> np.ndarray:
+        """``query (N, d)``, resampled to ``max_query_frames`` frames when it is longer."""
+        if self.max_query_frames is not None and len(query) > self.max_query_frames:
+            return resample_frames(query, self.max_query_frames)
+        return query
 
 
-class PairDataset(Dataset):
+NO_LIMITS = FrameLimits()
+
+
+class FeatureDataset(Dataset):
+    """What :class:`PairDataset` and :class:`~matr.data.pretraining.PretrainingDataset` share: a feature
+    ``source`` read through a per-process cache, the frame ``limits`` of the items, and the ``epoch``
+    of their random draws."""
+
+    def __init__(self, source: FeatureSource, limits: FrameLimits) -> None:
+        self.source = source
+        self.limits = limits
+        self._cache = CachedFeatures(source)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws (target crops in training, pre-training clips) the items use."""
+        self.epoch = epoch
+
+
+class PairDataset(FeatureDataset):
     """Items of query-target pairs (module docstring) from ``records`` and a feature ``source``.
 
     Each record must have at most one ground-truth window (the batch holds one per pair).
@@ -212,38 +254,28 @@ class PairDataset(Dataset):
         records: Sequence[PairRecord],
         source: FeatureSource,
         *,
-        max_query_frames: int | None = None,
-        max_target_frames: int | None = None,
+        limits: FrameLimits = NO_LIMITS,
         train: bool = False,
         seed: int = 0,
     ) -> None:
-        check_frame_limits(max_query_frames, max_target_frames)
         for record in records:
             if len(record.windows) > 1:
                 raise ValueError(
                     f"pair {record.pair_id!r} has {len(record.windows)} ground-truth windows; "
                     "PairDataset supports one per pair"
                 )
+        super().__init__(source, limits)
         self.records = list(records)
-        self.source = source
-        self._features = CachedFeatures(source)
-        self.max_query_frames = max_query_frames
-        self.max_target_frames = max_target_frames
         self.train = train
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose target crops ``train=True`` draws."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> Item:
         record = self.records[index]
-        c = self._features.clip_length
-        features = self._features.load(record.target_video)
+        c = self._cache.clip_length
+        features = self._cache.load(record.target_video)
         first, stop = 0, len(features)
         origin, duration, shift = 0.0, record.duration, 0.0
         if record.target_window is not None:
@@ -254,20 +286,17 @@ class PairDataset(Dataset):
         window = (record.windows[0][0] + shift, record.windows[0][1] + shift) if record.windows else None
         rng = np.random.default_rng([self.seed, self.epoch if self.train else 0, zlib.crc32(record.pair_id.encode())])
         crop_first, crop_stop, window, duration = crop_target(
-            stop - first, window, duration, c, self.max_target_frames, rng
+            stop - first, window, duration, c, self.limits.max_target_frames, rng
         )
         target = features[first + crop_first : first + crop_stop]
         return make_item(record.pair_id, self._query(record, c), target, window, duration, origin + crop_first * c, c)
 
     def _query(self, record: PairRecord, clip_length: float) -> np.ndarray:
-        features = self._features.load(record.query_video)
+        features = self._cache.load(record.query_video)
         first, stop = 0, len(features)
         if record.query_window is not None:
             first, stop = frame_range(record.query_window, len(features), clip_length)
-        query = np.asarray(features[first:stop])
-        if self.max_query_frames is not None and len(query) > self.max_query_frames:
-            query = resample_frames(query, self.max_query_frames)
-        return query
+        return self.limits.fit_query(np.asarray(features[first:stop]))
 
 
 def collate_pairs(items: Sequence[Item]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ short videos), the start ``s`` uniform over the valid starts; ``slow`` / ``fast`
 * Randomness: sample ``k`` is copy ``k % 2`` (0 original, 1 augmented) of video ``k // 2`` (with
   ``augment=False``: video ``k``, no copies); the clip and augmentation come from
   ``numpy.random.default_rng([seed, epoch, video index])``, the noise from
-  ``default_rng([seed, epoch, video index, 1])`` and an optional target crop (``max_target_frames``,
-  as in ``PairDataset``) from ``default_rng([seed, epoch, video index, 2])``. Clips are the same
-  with augmentation on or off.
+  ``default_rng([seed, epoch, video index, 1])`` and an optional target crop (``limits``, a
+  :class:`~matr.data.dataset.FrameLimits` as in ``PairDataset``) from ``default_rng([seed, epoch,
+  video index, 2])``. Clips are the same with augmentation on or off.
 * Items are those of :class:`matr.data.dataset.PairDataset`, so ``collate_pairs`` batches them;
   ``pair_id`` is ``pretrain/{video}`` or ``pretrain/{video}+{augmentation}``.
 """
@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from matr import choices
 from matr.data.dataset import (
-    CachedFeatures,
+    NO_LIMITS,
+    FeatureDataset,
     FeatureSource,
+    FrameLimits,
     Item,
-    check_frame_limits,
     crop_target,
     make_item,
     resample_frames,
@@ -129,7 +129,7 @@ def augment(query: np.ndarray, name: str, config: PretrainConfig, rng: np.random
     raise ValueError(f"unknown augmentation {name!r}; expected one of {AUGMENTATIONS}")
 
 
-class PretrainingDataset(Dataset):
+class PretrainingDataset(FeatureDataset):
     """Pre-training items over ``video_ids`` whose features ``source`` holds (module docstring)."""
 
     def __init__(
@@ -138,27 +138,17 @@ class PretrainingDataset(Dataset):
         source: FeatureSource,
         config: PretrainConfig | None = None,
         *,
-        max_query_frames: int | None = None,
-        max_target_frames: int | None = None,
+        limits: FrameLimits = NO_LIMITS,
     ) -> None:
         if len(set(video_ids)) != len(video_ids):
             raise ValueError("video_ids must be unique (pair ids are built from them)")
-        check_frame_limits(max_query_frames, max_target_frames)
+        super().__init__(source, limits)
         self.video_ids = list(video_ids)
-        self.source = source
-        self._cache = CachedFeatures(source)
         self.config = config or PretrainConfig()
-        self.max_query_frames = max_query_frames
-        self.max_target_frames = max_target_frames
-        self.epoch = 0
 
     @property
     def copies(self) -> int:
         return 2 if self.config.augment else 1
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose clips, augmentations and crops are drawn."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.video_ids) * self.copies
@@ -190,12 +180,11 @@ class PretrainingDataset(Dataset):
             noise_rng = np.random.default_rng([self.config.seed, self.epoch, video, 1])
             query = augment(query, sample.augmentation, self.config, noise_rng)
             pair_id += f"+{sample.augmentation}"
-        if self.max_query_frames is not None and len(query) > self.max_query_frames:
-            query = resample_frames(query, self.max_query_frames)
+        query = self.limits.fit_query(query)
         num_frames = len(features)
         window = (sample.first * c, sample.stop * c)
         crop_rng = np.random.default_rng([self.config.seed, self.epoch, video, 2])
         first, stop, window, duration = crop_target(
-            num_frames, window, num_frames * c, c, self.max_target_frames, crop_rng
+            num_frames, window, num_frames * c, c, self.limits.max_target_frames, crop_rng
         )
         return make_item(pair_id, query, features[first:stop], window, duration, first * c, c)

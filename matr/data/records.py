@@ -52,7 +52,7 @@ Importers clip such ends to the duration; anything further out is reported as an
 """
 
 _EPS = 10.0 ** -(DECIMALS - 1)
-Window = tuple[float, float]
+TimeWindow = tuple[float, float]  # (start, end) in seconds
 
 
 class AnnotationError(ValueError):
@@ -69,7 +69,7 @@ def round_time(value: float) -> float:
     return round(float(value), DECIMALS) + 0.0
 
 
-def clip_to_duration(window: Sequence[float], duration: float, what: str = "window") -> Window:
+def clip_to_duration(window: Sequence[float], duration: float, what: str = "window") -> TimeWindow:
     """Validate ``window = (start, end)`` against ``[0, duration]`` and clip a small overrun.
 
     Raises ``ValueError`` when the end is before the start, the start is negative, or the end lies
@@ -109,11 +109,11 @@ class PairRecord:
     query_video: str
     target_video: str
     duration: float
-    windows: tuple[Window, ...]
+    windows: tuple[TimeWindow, ...]
     action_class: str | int | None
     split: str
-    query_window: Window | None = None
-    target_window: Window | None = None
+    query_window: TimeWindow | None = None
+    target_window: TimeWindow | None = None
     feature_step: float | None = None
 
     def __post_init__(self) -> None:
@@ -177,7 +177,7 @@ class PairRecord:
         return cls(**data)
 
 
-def _window(window: Sequence[float]) -> Window:
+def _window(window: Sequence[float]) -> TimeWindow:
     if isinstance(window, (str, bytes)) or len(window) != 2:
         raise ValueError(f"a window must be [start, end], got {window!r}")
     return round_time(window[0]), round_time(window[1])
@@ -286,7 +286,7 @@ def check_against_store(records: Iterable[PairRecord], store_durations: Mapping[
 
 def evaluation_inputs(
     records: Iterable[PairRecord], source: str
-) -> tuple[dict[str, tuple[Window, ...]], dict[str, float]]:
+) -> tuple[dict[str, tuple[TimeWindow, ...]], dict[str, float]]:
     """``(ground_truth, feature_steps)`` for :func:`matr.metrics.evaluate`, in float64 seconds.
 
     Raises :class:`AnnotationError` naming ``source`` when a record has no ground-truth window
@@ -305,7 +305,7 @@ def evaluation_inputs(
     return {r.pair_id: r.windows for r in records}, steps
 
 
-def _check_within(window: Window, duration: float, what: str) -> None:
+def _check_within(window: TimeWindow, duration: float, what: str) -> None:
     if window[1] > duration + WINDOW_TOLERANCE_S:
         raise ValueError(
             f"{what} ends at {window[1]:g} s, beyond the video's {duration:g} s in the feature store "

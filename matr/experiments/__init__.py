@@ -41,7 +41,15 @@ from matr.experiments.results import table_frame, table_result, verdict_frame
 from matr.experiments.runs import train_variants
 from matr.experiments.tables import TABLES, get_table, run_labels
 from matr.experiments.variants import PRETRAINING_RUNS, VARIANTS, get_variant
-from matr.experiments.views import QUALITATIVE_METHODS, alignment_view, example, pick_pairs, top1_iou_frame
+from matr.experiments.views import (
+    QUALITATIVE_METHODS,
+    alignment_view,
+    example,
+    pick_pairs,
+    span_lengths,
+    span_summary,
+    top1_iou_frame,
+)
 from matr.experiments.workspace import ensure_data
 
 __all__ = [
@@ -76,6 +84,8 @@ __all__ = [
     "summary_frame",
     "table_frame",
     "table_result",
+    "span_lengths",
+    "span_summary",
     "top1_iou_frame",
     "train_variants",
     "verdict_frame",

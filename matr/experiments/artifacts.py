@@ -1,6 +1,7 @@
 """What a notebook leaves for the report in ``artifacts/<stem>/`` (the contract of :mod:`matr.reporting.artifacts`).
 
-``provenance.json`` (every notebook), ``table.json`` + ``table.csv`` (the table notebooks) and
+``provenance.json`` (every notebook), ``table.json`` + ``table.csv`` (the table notebooks; a further
+table of a notebook: ``table_<key>.json`` + ``table_<key>.csv``) and
 ``choices.json``: the choices where the paper is silent declared (:func:`matr.choices.declare`) by
 the modules the notebook uses, :data:`NOTEBOOK_MODULES`, so the report credits each choice to the
 notebooks whose results depend on it.
@@ -106,12 +107,16 @@ def write_table_artifact(
     *,
     profile: Profile,
     workdir: str | os.PathLike,
+    main: bool = True,
 ) -> Path:
     """Write ``table.json``, ``table.csv``, ``verdicts.csv``, ``provenance.json`` and ``choices.json`` of a table.
 
-    ``result``: :func:`matr.experiments.results.table_result`. Returns the ``table.json`` path.
+    ``result``: :func:`matr.experiments.results.table_result`. ``main=False``: a further table of the
+    notebook, written as ``table_<key>.json``, ``table_<key>.csv`` and ``verdicts_<key>.csv`` only (the
+    report shows it after the notebook's table). Returns the path of the table's JSON.
     """
     spec = get_table(result["table"])
+    suffix = "" if main else f"_{spec.key}"
     folder = artifact_dir(artifacts, stem)
     runs = {
         f"{method}/seed{seed}": str(checkpoint_path(workdir, compose(profile, method, seed)))
@@ -120,12 +125,14 @@ def write_table_artifact(
     }
     record = notebook_provenance(profile, workdir, result.get("split", EVAL_SPLIT), runs=runs)
     table = {"title": spec.title, "caption": spec.caption, "dataset": record["dataset"]}
-    write_json(folder / "table.json", {**result, **table, "paper_match": list(spec.paper_match), "provenance": record})
-    write_csv(folder / "table.csv", table_frame(result))
-    write_csv(folder / "verdicts.csv", verdict_frame(result))
-    write_json(folder / "provenance.json", record)
-    write_choices(artifacts, stem)
-    return folder / "table.json"
+    path = folder / f"table{suffix}.json"
+    write_json(path, {**result, **table, "paper_match": list(spec.paper_match), "provenance": record})
+    write_csv(folder / f"table{suffix}.csv", table_frame(result))
+    write_csv(folder / f"verdicts{suffix}.csv", verdict_frame(result))
+    if main:
+        write_json(folder / "provenance.json", record)
+        write_choices(artifacts, stem)
+    return path
 
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:

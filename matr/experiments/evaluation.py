@@ -3,16 +3,20 @@
 Nothing here trains. Asking for a variant whose checkpoint is missing raises
 :class:`MissingCheckpoint`, one line naming the file and the call that trains it. Each evaluation
 writes ``predictions.jsonl`` (per pair and source: ranked spans and their IoUs, see
-:mod:`matr.evaluate`) and ``metrics.json`` into::
+:mod:`matr.prediction`) and ``metrics.json`` into::
 
     workdir/eval/<split>/variants/<variant>/seed<s>/    every source (heads, A_pre, A_post) at once
     workdir/eval/<split>/baselines/<method>/seed<s>/
 
 and is reused while the checkpoint (path, size, modification time) and the settings are unchanged.
+With ``queries="other"`` each pair keeps its target and ground truth but gets the query of a pair
+of another class (:func:`other_class_queries`), evaluated into ``workdir/eval/<split>/other-queries/``
+the same way: a model that uses its query should lose most of its score there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,25 +24,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from matr.baselines import VideoMatchConfig, random_baseline, video_match_batch
 from matr.checkpoint import load_model
 from matr.choices import declare
 from matr.data import PairDataset, PairRecord, collate_pairs
-from matr.data.dataset import FeatureSource
+from matr.data.dataset import FeatureSource, FrameLimits
 from matr.data.records import evaluation_inputs
 from matr.device import resolve_device
-from matr.evaluate import EvalResult, predict, write_evaluation
 from matr.experiments.compose import compose, run_seeds
 from matr.experiments.profiles import Profile
 from matr.experiments.runs import checkpoint_path
 from matr.experiments.workspace import PreparedData, Workspace, feature_source, open_data
 from matr.io import read_jsonl
 from matr.postprocess import NMS_THRESHOLD, TOP_K, RankedSpan
+from matr.prediction import EvalResult, predict, write_evaluation
 from matr.provenance import provenance
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 EVAL_SPLIT = declare(
     "evaluation split", "test", "every table is computed on the test split, whose classes no run saw in training"
@@ -47,16 +52,40 @@ MODEL_SOURCES: tuple[str, ...] = ("heads", "A_pre", "A_post")
 BASELINES: tuple[str, ...] = ("random", "video_match")
 SEEDED_BASELINES: tuple[str, ...] = ("random",)  # Video Match is deterministic: one seed
 PREDICTIONS_FORMAT = 2  # predictions.jsonl with per-pair "ious" and "vrl_iou"; older caches are recomputed
+QUERIES: tuple[str, ...] = ("own", "other")  # each pair's own query, or that of a pair of another class
 
 
 class MissingCheckpoint(FileNotFoundError):
     """An evaluation asked for a run that has not been trained."""
 
 
-def evaluation_dir(workdir: str | os.PathLike, method: str, seed: int, split: str = EVAL_SPLIT) -> Path:
-    """Folder of the predictions and metrics of a variant or baseline with ``seed`` on ``split``."""
+def evaluation_dir(
+    workdir: str | os.PathLike, method: str, seed: int, split: str = EVAL_SPLIT, queries: str = "own"
+) -> Path:
+    """Folder of the predictions and metrics of a variant or baseline with ``seed`` on ``split`` (module docstring)."""
+    _check_queries(queries)
     kind = "baselines" if method in BASELINES else "variants"
-    return Workspace(Path(workdir)).evaluation(split) / kind / method / f"seed{seed}"
+    root = Workspace(Path(workdir)).evaluation(split)
+    return (root if queries == "own" else root / "other-queries") / kind / method / f"seed{seed}"
+
+
+def other_class_queries(records: Sequence[PairRecord], seed: int) -> list[PairRecord]:
+    """``records`` in order, each with the query (video and window) of a pair of another ``action_class``.
+
+    The donor is drawn uniformly among the pairs of the other classes with ``seed``; pair ids,
+    targets and ground truth are unchanged, so a paired bootstrap compares the same pairs.
+    """
+    classes = np.array([str(record.action_class) for record in records])
+    if len(set(classes)) < 2:
+        raise ValueError(
+            f"swapping queries across classes needs at least two classes; the {len(records)} pairs have {set(classes)}"
+        )
+    rng = np.random.default_rng(seed)
+    swapped = []
+    for record, action_class in zip(records, classes, strict=True):
+        donor = records[int(rng.choice(np.flatnonzero(classes != action_class)))]
+        swapped.append(dataclasses.replace(record, query_video=donor.query_video, query_window=donor.query_window))
+    return swapped
 
 
 def method_seeds(profile: Profile, method: str) -> tuple[int, ...]:
@@ -73,15 +102,20 @@ def cached_evaluation(
     seed: int,
     split: str = EVAL_SPLIT,
     *,
+    queries: str = "own",
     progress: bool | None = None,
 ) -> Path:
     """Predictions and metrics of ``method`` (a variant or baseline) with ``seed`` on ``split``; returns the folder.
 
-    Cached (module docstring). A variant that has not been trained raises :class:`MissingCheckpoint`.
+    ``queries``: ``"own"``, or ``"other"`` for each pair's query swapped with that of another class,
+    drawn with the profile's seed (:func:`other_class_queries`). Cached (module docstring). A variant
+    that has not been trained raises :class:`MissingCheckpoint`.
     """
     prepared = open_data(profile, workdir)
     records = prepared.records(split)
-    folder = evaluation_dir(workdir, method, seed, split)
+    folder = evaluation_dir(workdir, method, seed, split, queries)
+    if queries == "other":
+        records = other_class_queries(records, profile.seed)
     if method in BASELINES:
         signature, run = _baseline_signature(profile, prepared, method, seed, split, len(records)), None
     else:
@@ -89,6 +123,8 @@ def cached_evaluation(
         signature = _variant_signature(checkpoint_path(workdir, run), run.train.top_k, run.train.nms_threshold)
         signature.update(split=split, pairs=len(records))
     signature["format"] = PREDICTIONS_FORMAT
+    if queries == "other":
+        signature.update(queries=queries, query_seed=profile.seed)
     if _is_cached(folder, signature):
         return folder
     base = {"profile": profile.name, "seed": seed, "weights_tag": prepared.weights_tag, "dataset": prepared.dataset}
@@ -136,6 +172,11 @@ def default_source(method: str) -> str:
     return method if method in BASELINES else "heads"
 
 
+def _check_queries(queries: str) -> None:
+    if queries not in QUERIES:
+        raise ValueError(f"unknown queries {queries!r}; expected one of {list(QUERIES)}")
+
+
 def _variant_signature(checkpoint: Path, top_k: int, nms_threshold: float) -> dict[str, Any]:
     if not checkpoint.is_file():
         raise MissingCheckpoint(
@@ -174,7 +215,7 @@ def _is_cached(folder: Path, signature: Mapping[str, Any]) -> bool:
     stored = json.loads(path.read_text(encoding="utf-8"))
     if stored.get("provenance", {}).get("signature") != json.loads(json.dumps(signature)):
         return False
-    log.info("%s is up to date; evaluation reused", path)
+    logger.info("%s is up to date; evaluation reused", path)
     return True
 
 
@@ -200,9 +241,7 @@ def predict_checkpoint(
         raise ValueError(f"unknown prediction sources {unknown}; expected some of {list(MODEL_SOURCES)}")
     model, data = load_model(checkpoint, device)
     cfg = model.config
-    dataset = PairDataset(
-        records, source, max_query_frames=cfg.max_query_frames, max_target_frames=cfg.max_target_frames
-    )
+    dataset = PairDataset(records, source, limits=FrameLimits.of(cfg))
     _warn_cropped(dataset, cfg.max_target_frames)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_pairs)
     result = predict(
@@ -250,7 +289,7 @@ def _warn_cropped(dataset: PairDataset, max_frames: int) -> None:
     source = dataset.source
     long = [r.pair_id for r in dataset.records if _frames(source, r) > max_frames]
     if long:
-        log.warning(
+        logger.warning(
             "%d pairs have targets longer than max_target_frames=%d; they are evaluated on a crop "
             "around their ground truth (first: %s)",
             len(long),

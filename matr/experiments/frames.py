@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from matr.data import PairRecord, PretrainingDataset
+from matr.data import FrameLimits, PairRecord, PretrainingDataset
 from matr.experiments.compose import compose, run_seeds
 from matr.experiments.profiles import Profile
 from matr.experiments.runs import checkpoint_path
@@ -101,8 +101,7 @@ def pretraining_frame(
         videos,
         feature_source(prepared.store),
         config.pretraining,
-        max_query_frames=cfg.max_query_frames,
-        max_target_frames=cfg.max_target_frames,
+        limits=FrameLimits.of(cfg),
     )
     lines = []
     for index in range(min(count, len(dataset))):

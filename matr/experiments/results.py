@@ -29,7 +29,7 @@ from matr.experiments.tables import (
     get_table,
     paper_claim,
     paper_row,
-    reported_results,
+    paper_rows,
 )
 from matr.metrics import per_pair_scores
 
@@ -54,7 +54,7 @@ def row_ious(
     """The per-pair IoUs of ``row`` for each seed of its method (each evaluation cached)."""
     per_seed = []
     for seed in method_seeds(profile, row.method):
-        folder = cached_evaluation(profile, workdir, row.method, seed, split, progress=progress)
+        folder = cached_evaluation(profile, workdir, row.method, seed, split, queries=row.queries, progress=progress)
         per_seed.append(dict(sorted(predictions(folder, row.source).items())))
     pair_ids = list(per_seed[0])
     if any(list(records) != pair_ids for records in per_seed):
@@ -113,9 +113,9 @@ def _verdict(spec: TableSpec, claim: Claim, ious: Mapping[str, RowIoUs], seed: i
 
 
 def table_frame(result: Mapping[str, Any]) -> pd.DataFrame:
-    """One line per row: label, paper_match fields, our metrics (value, CI, std), then the paper's row."""
+    """One line per row: label, paper_match fields, our metrics (value, CI, std), then the paper's row (if any)."""
     spec = get_table(result["table"])
-    paper = reported_results()[spec.key]
+    paper = paper_rows(spec.key)
     lines = []
     for row in result["rows"]:
         match = paper_row(row, paper, spec.paper_match) or {}
@@ -124,7 +124,8 @@ def table_frame(result: Mapping[str, Any]) -> pd.DataFrame:
             cell = row["metrics"][name]
             line |= {name: cell["value"], f"{name} low": cell["ci"][0], f"{name} high": cell["ci"][1]}
             line[f"{name} std"] = cell["std"]
-        lines.append(line | {"num_pairs": row["num_pairs"]} | {f"paper_{n}": match.get(n) for n in PAPER_COLUMNS})
+        theirs = {f"paper_{n}": match.get(n) for n in PAPER_COLUMNS} if paper else {}
+        lines.append(line | {"num_pairs": row["num_pairs"]} | theirs)
     return pd.DataFrame(lines)
 
 

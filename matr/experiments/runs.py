@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 from matr.choices import declare
 from matr.config import MATRConfig
 from matr.data import PairDataset, PairRecord, PretrainConfig, PretrainingDataset
-from matr.data.dataset import FeatureSource
-from matr.evaluate import bar_options
+from matr.data.dataset import FeatureSource, FrameLimits
 from matr.experiments.compose import RunConfig, compose, run_seeds, write_run_config
 from matr.experiments.profiles import Profile
 from matr.experiments.workspace import Workspace, feature_source, open_data, run_info
+from matr.progress import bar_options
 from matr.train import TrainConfig, TrainResult, fit
 
 PRETRAINING_VIDEOS = declare(
@@ -97,8 +97,7 @@ def pretrain_model(
         sorted(set(video_ids)),
         source,
         pretrain_config,
-        max_query_frames=cfg.max_query_frames,
-        max_target_frames=cfg.max_target_frames,
+        limits=FrameLimits.of(cfg),
     )
     return fit(
         config, train_config, dataset, out_dir, run_info={**(info or {}), "stage": "pretrain"}, progress=progress
@@ -119,9 +118,9 @@ def finetune_model(
 ) -> TrainResult:
     """Supervised finetuning on labelled pairs, validating on ``val_records``; resumes in ``out_dir``."""
     cfg = config.model
-    limits = {"max_query_frames": cfg.max_query_frames, "max_target_frames": cfg.max_target_frames}
-    train_set = PairDataset(records, source, train=True, seed=train_config.seed, **limits)
-    val_set = PairDataset(val_records, source, **limits) if val_records else None
+    limits = FrameLimits.of(cfg)
+    train_set = PairDataset(records, source, limits=limits, train=True, seed=train_config.seed)
+    val_set = PairDataset(val_records, source, limits=limits) if val_records else None
     return fit(
         config,
         train_config,

@@ -4,7 +4,9 @@ A :class:`TableSpec` lists its rows (:class:`RowSpec`: one variant or baseline r
 prediction source, with the fields that match it to the paper's row in ``reported_results.json``)
 and its :class:`Claim` s: each ordering the paper states between two rows, which
 :mod:`matr.experiments.results` tests with a paired bootstrap. Our metric columns, the paper's
-columns and :func:`paper_row` live here once; the report imports them.
+columns and :func:`paper_row` live here once; the report imports them. The kit adds one table the
+paper does not have, ``query_use``: each trained model with its own query and with that of a pair
+of another class (:func:`matr.experiments.evaluation.other_class_queries`); it has no paper numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from matr.choices import declare
-from matr.experiments.evaluation import BASELINES, MODEL_SOURCES
+from matr.experiments.evaluation import BASELINES, MODEL_SOURCES, QUERIES
 from matr.experiments.variants import VARIANTS, get_variant
 
 METRIC_COLUMNS: tuple[str, ...] = ("mIoU", "R1@0.5", "R1@0.3", "R1@0.7", "R5@0.5", "VRL_IoU_mean")
@@ -48,16 +50,22 @@ TABLE5_SHORTCUT = declare(
 
 @dataclass(frozen=True)
 class RowSpec:
-    """One row: ``method`` (a variant or baseline) read from ``source``; ``match``: the paper's fields."""
+    """One row: ``method`` (a variant or baseline) read from ``source``; ``match``: the paper's fields.
+
+    ``queries``: ``"own"``, or ``"other"`` for each pair's query swapped with another class's.
+    """
 
     label: str
     method: str
     match: tuple[tuple[str, Any], ...]
     source: str = "heads"
+    queries: str = "own"
 
     def __post_init__(self) -> None:
         if self.method not in VARIANTS and self.method not in BASELINES:
             raise ValueError(f"row {self.label!r}: {self.method!r} is neither a variant nor a baseline")
+        if self.queries not in QUERIES:
+            raise ValueError(f"row {self.label!r}: unknown queries {self.queries!r}; expected one of {QUERIES}")
         if self.method in VARIANTS and self.source not in MODEL_SOURCES:
             raise ValueError(f"row {self.label!r}: unknown source {self.source!r}; expected one of {MODEL_SOURCES}")
         if self.method in BASELINES:  # a baseline has one source, named after it
@@ -77,7 +85,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table of the paper: its key in ``reported_results.json``, how to show it, its rows and claims."""
+    """A table: its key (in ``reported_results.json`` when the paper has it), how to show it, its rows and claims."""
 
     key: str
     title: str
@@ -120,6 +128,13 @@ def _order(*labels: str) -> tuple[Claim, ...]:
     return tuple(Claim(f"{a} > {b}", a, b) for a, b in zip(labels, labels[1:]))
 
 
+def _query_swap(label: str, method: str) -> tuple[tuple[RowSpec, RowSpec], Claim]:
+    """Rows of ``method`` with its own query and with another class's, and the claim that the first scores higher."""
+    own, other = f"{label}, own query", f"{label}, other-class query"
+    rows = (RowSpec(own, method, ()), RowSpec(other, method, (), queries="other"))
+    return rows, Claim(f"{own} > {other}", own, other)
+
+
 _TEST = (
     "Ours: the test split, whose classes are unseen in training; metrics in percent, as "
     "matr.metrics computes them (no adjustment), with 95% bootstrap intervals over pairs."
@@ -130,6 +145,15 @@ _ZS, _TV, _FV = (
     "MATR Trained+V (no pre-training)",
     "MATR Finetuned+V (pre-trained, finetuned)",
 )
+_SWAPS = [
+    _query_swap(label, method)
+    for label, method in (
+        (_VM, "video_match"),
+        ("Encoder only (Trained+V)", "encoder_only"),
+        ("MATR Trained+V", "scratch"),
+        ("MATR Finetuned+V", "finetuned"),
+    )
+]
 TABLES: Mapping[str, TableSpec] = MappingProxyType(
     {
         t.key: t
@@ -223,6 +247,19 @@ TABLES: Mapping[str, TableSpec] = MappingProxyType(
                 ),
                 _order("soft-DTW", "Drop-DTW", "TCC", "None"),
             ),
+            TableSpec(
+                "query_use",
+                "Does the model use the query?",
+                "Not in the paper: a check of this kit. Each method of Table 1 that reads a query, evaluated on the "
+                "same test pairs twice: with each pair's own query, and with the query of a test pair of another "
+                "action class (drawn with the profile's seed; target and ground truth unchanged; "
+                "matr.experiments.evaluation.other_class_queries). A model that uses its query should lose most of "
+                "its score with another class's; one that scores as well localises query-agnostic events. MATR rows: "
+                "the prediction heads. " + _TEST,
+                (),
+                tuple(row for rows, _ in _SWAPS for row in rows),
+                tuple(claim for _, claim in _SWAPS),
+            ),
         )
     }
 )
@@ -251,7 +288,7 @@ def run_labels(names: str | Sequence[str]) -> dict[str, str]:
 
 def paper_claim(spec: TableSpec, claim: Claim) -> str:
     """The claim as a sentence with the paper's numbers, e.g. ``"a > b (paper SM R1@0.5: 52.7 vs 46.6)"``."""
-    paper = reported_results()[spec.key]
+    paper = paper_rows(spec.key)
     rows = [
         paper_row({"label": x, **dict(spec.row(x).match)}, paper, spec.paper_match) or {} for x in (claim.a, claim.b)
     ]
@@ -270,6 +307,11 @@ def _reported() -> str:
 def reported_results() -> dict[str, Any]:
     """The paper's numbers (``matr/resources/reported_results.json``), keyed by table."""
     return json.loads(_reported())
+
+
+def paper_rows(key: str) -> list[dict[str, Any]]:
+    """The paper's rows of table ``key`` (none for a table of the kit's own, such as ``query_use``)."""
+    return reported_results().get(key, [])
 
 
 def paper_row(

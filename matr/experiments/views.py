@@ -2,8 +2,9 @@
 
 Each reads what evaluation and training left: top-1 IoUs per pair (:func:`top1_iou_frame`), two
 pairs to show (:func:`pick_pairs`), a pair's frames with every method's top-1 span
-(:func:`example`), and the cost matrices and hard paths of a trained model on one pair
-(:func:`alignment_view`, which raises :class:`matr.experiments.evaluation.MissingCheckpoint` when
+(:func:`example`), the top-1 span lengths of every source of a model against the ground truth
+(:func:`span_lengths`, which shows whether a hard alignment found a moment or collapsed to one frame),
+and the cost matrices and hard paths of a trained model on one pair (:func:`alignment_view`, which raises :class:`matr.experiments.evaluation.MissingCheckpoint` when
 the model has not been trained).
 """
 
@@ -21,9 +22,8 @@ import torch
 
 from matr.align import alignment_cost
 from matr.checkpoint import load_model
-from matr.data import PairDataset, PairRecord, collate_pairs
+from matr.data import FrameLimits, PairDataset, PairRecord, collate_pairs
 from matr.device import resolve_device
-from matr.evaluate import move_to_device
 from matr.experiments.compose import compose
 from matr.experiments.evaluation import (
     EVAL_SPLIT,
@@ -38,6 +38,7 @@ from matr.experiments.tables import get_table
 from matr.experiments.workspace import feature_source, open_data, video_paths
 from matr.features import sample_frames
 from matr.features.video import SampledVideo
+from matr.prediction import move_to_device
 
 QUALITATIVE_METHODS: Mapping[str, str] = MappingProxyType(
     {
@@ -101,6 +102,47 @@ def top1_iou_frame(
         for pair_id, record in sorted(_top1(profile, workdir, method, split).items())
     ]
     return pd.DataFrame(lines, columns=["method", "pair_id", "iou"])
+
+
+def span_lengths(
+    profile: Profile,
+    workdir: str | os.PathLike,
+    variant: str = "finetuned",
+    split: str = EVAL_SPLIT,
+    sources: tuple[str, ...] = ("A_pre", "A_post", "heads"),
+) -> pd.DataFrame:
+    """Rows ``source, pair_id, length, ground_truth, iou``: each pair's top-1 span length and ground-truth length (s).
+
+    Read from ``variant``'s cached evaluation (profile seed); ``iou`` is the top-1 IoU (0 to 1).
+    """
+    folder = cached_evaluation(profile, workdir, variant, profile.seed, split)
+    truth = {r.pair_id: r.windows[0] for r in open_data(profile, workdir).records(split) if r.windows}
+    lines = [
+        {
+            "source": source,
+            "pair_id": pair_id,
+            "length": record["spans"][0][1] - record["spans"][0][0] if record["spans"] else 0.0,
+            "ground_truth": truth[pair_id][1] - truth[pair_id][0],
+            "iou": record["ious"][0] if record["ious"] else 0.0,
+        }
+        for source in sources
+        for pair_id, record in sorted(predictions(folder, source).items())
+    ]
+    return pd.DataFrame(lines, columns=["source", "pair_id", "length", "ground_truth", "iou"])
+
+
+def span_summary(lengths: pd.DataFrame, clip_length: float) -> pd.DataFrame:
+    """One line per source of :func:`span_lengths`: median top-1 span and ground truth (s), the share (%) of
+    spans of at most one frame (``clip_length`` s), and R1@0.5 (%)."""
+    groups = lengths.groupby("source", sort=False)
+    return pd.DataFrame(
+        {
+            "median span (s)": groups["length"].median(),
+            "median ground truth (s)": groups["ground_truth"].median(),
+            "one-frame spans (%)": groups["length"].apply(lambda x: 100.0 * float((x <= clip_length + 1e-6).mean())),
+            "R1@0.5 (%)": groups["iou"].apply(lambda x: 100.0 * float((x >= 0.5).mean())),
+        }
+    )
 
 
 def pick_pairs(
@@ -168,8 +210,7 @@ def alignment_view(
     dataset = PairDataset(
         [find_record(profile, workdir, pair_id, split)],
         feature_source(open_data(profile, workdir).store),
-        max_query_frames=cfg.max_query_frames,
-        max_target_frames=cfg.max_target_frames,
+        limits=FrameLimits.of(cfg),
     )
     batch = move_to_device(collate_pairs([dataset[0]]), device)
     captured: list[torch.Tensor] = []

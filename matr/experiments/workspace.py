@@ -30,7 +30,7 @@ from matr.features import ClipEncoder, FeatureStore, WeightsUnavailableError, ex
 from matr.inference import find_videos, weights_from_tag
 from matr.synthetic import render_dataset
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def stored_records(records: Sequence[PairRecord], store: FeatureStore) -> list[P
     """``records`` whose query and target features are in ``store``; a warning counts the others."""
     kept = [r for r in records if store.has(r.query_video) and store.has(r.target_video)]
     if len(kept) < len(records):
-        log.warning(
+        logger.warning(
             "%d of %d pairs dropped: their videos have no features in %s (see its failures*.jsonl)",
             len(records) - len(kept),
             len(records),
@@ -180,7 +180,7 @@ def prepare_data(profile: Profile, workdir: str | os.PathLike, *, progress: bool
         encoder = profile_encoder(profile, data.store)
         report = extract_features(todo, data.store, encoder, profile.data.clip_length, shard=(0, 1), progress=progress)
         if report.failed:
-            log.warning("%d videos could not be decoded; their pairs are left out", len(report.failed))
+            logger.warning("%d videos could not be decoded; their pairs are left out", len(report.failed))
     return data
 
 
@@ -222,7 +222,7 @@ def profile_encoder(profile: Profile, store: FeatureStore) -> ClipEncoder:
     try:
         return load_clip_encoder("openai", device=device)
     except WeightsUnavailableError as error:
-        log.warning(
+        logger.warning(
             "OpenAI CLIP weights unavailable (%s); using a random-init backbone: results are NOT "
             "comparable to the paper",
             str(error).split(". ")[0],

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from matr import choices
 from matr.data.dataset import collate_pairs, make_item, resample_frames
-from matr.evaluate import move_to_device
 from matr.postprocess import NMS_THRESHOLD, TOP_K, RankedSpan, nms_1d
+from matr.prediction import move_to_device
 from matr.span_ops import clip_spans, offsets_to_spans
 
 DEFAULT_BATCH_SIZE = 64
@@ -229,7 +229,7 @@ def _run_windows(
                 )
                 for i, job in enumerate(chunk)
             ]
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 outputs = model(move_to_device(collate_pairs(items), device), heads_only=True)
             fg, offsets = outputs["fg_logits"].float().cpu(), outputs["offsets"].float().cpu()
             for b, job in enumerate(chunk):

@@ -7,7 +7,7 @@ Notebook ``notebooks/NN_name.ipynb`` writes into ``<artifacts>/NN_name/`` (``<ar
     ``matr.provenance.provenance(profile=..., seed=..., weights_tag=..., dataset=..., split=...)``:
     keys :data:`PROVENANCE_KEYS` are required, ``split`` where the notebook has one.
 ``table.json`` (results notebooks)
-    ``{"table": key of the paper's tables, "title", "caption", "dataset", "split",
+    ``{"table": key of a table of matr.experiments.tables, "title", "caption", "dataset", "split",
     "paper_match": [field, ...], "rows": [{"label", <each paper_match field>: value, "num_pairs": int,
     "metrics": {metric: cell}}], "verdicts": [...] (optional), "provenance": {...}}``. A cell is
     ``{"value": float, "ci": [low, high] | null, "std": float | null, "seeds": int}`` (95% bootstrap
@@ -15,7 +15,10 @@ Notebook ``notebooks/NN_name.ipynb`` writes into ``<artifacts>/NN_name/`` (``<ar
     Metric names are those of :data:`matr.metrics.METRIC_DESCRIPTIONS`. A row is compared with the
     paper's row whose ``paper_match`` fields all equal its own (``matr.experiments.tables.paper_row``).
     A verdict is ``{"claim", "a", "b", "metric", "diff", "ci": [low, high], "verdict"}``: the paired
-    bootstrap of row ``a`` minus row ``b`` for an ordering the paper claims.
+    bootstrap of row ``a`` minus row ``b`` for an ordering the paper claims. A table the paper does
+    not have (such as ``query_use``) has an empty ``paper_match``.
+``table_<key>.json`` (optional, next to ``table.json``)
+    A further table of the same notebook, same format; the report shows it after ``table.json``'s.
 ``figures.json`` (optional; required from the figures notebook)
     ``[{"file": "x.png", "title", "caption", "kind": one of FIGURE_KINDS}]``, each file next to it.
     ``"curves"`` figures go under Training curves, others under their notebook's table.
@@ -41,6 +44,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from matr.experiments.tables import TABLES
 from matr.metrics import METRIC_DESCRIPTIONS
 
 _TABLE_NOTEBOOK = ("provenance.json", "table.json")
@@ -81,6 +85,12 @@ class NotebookArtifacts:
     figures: list[dict[str, str]] = field(default_factory=list)
     curves: list[dict[str, str]] | None = None
     choices: list[dict[str, str]] = field(default_factory=list)
+    extra_tables: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[dict[str, Any]]:
+        """``table.json`` then each ``table_<key>.json``, in the order the report shows them."""
+        return [] if self.table is None else [self.table, *self.extra_tables]
 
     def figures_of(self, kind: str) -> list[dict[str, str]]:
         """The figures of ``kind`` (one of :data:`FIGURE_KINDS`)."""
@@ -113,6 +123,13 @@ def _load_folder(folder: Path, paper: Mapping[str, Any]) -> NotebookArtifacts:
     table = read_json(folder / "table.json")
     if table is not None:
         _check_table(table, folder / "table.json", paper)
+    extra_tables = [(path, read_json(path)) for path in sorted(folder.glob("table_*.json"))]
+    if extra_tables and table is None:
+        raise ReportError(f"{extra_tables[0][0]}: a further table needs the notebook's table.json next to it")
+    for path, extra in extra_tables:
+        _check_table(extra, path, paper)
+        if path.name != f"table_{extra['table']}.json":
+            raise ReportError(f"{path}: holds table {extra['table']!r}; name it table_{extra['table']}.json")
     figures = _optional_records(folder / "figures.json", ("file", "title", "caption"))
     for figure in figures:
         _check_figure(figure, folder)
@@ -124,6 +141,7 @@ def _load_folder(folder: Path, paper: Mapping[str, Any]) -> NotebookArtifacts:
         figures=figures,
         curves=_read_curves(folder / "curves.csv"),
         choices=_optional_records(folder / "choices.json", CHOICE_KEYS),
+        extra_tables=[extra for _, extra in extra_tables],
     )
 
 
@@ -170,10 +188,10 @@ def _check_figure(figure: dict[str, str], folder: Path) -> None:
 def _check_table(table: Any, where: Path, paper: Mapping[str, Any]) -> None:
     _require_keys(table, TABLE_KEYS, where)
     _require_keys(table["provenance"], PROVENANCE_KEYS, f"{where}, provenance")
-    if not isinstance(paper.get(table["table"]), list):
-        tables = sorted(key for key, value in paper.items() if isinstance(value, list))
-        raise ReportError(f"{where}: table {table['table']!r} is not one of the paper's tables {tables}")
-    paper_fields = {name for row in paper[table["table"]] for name in row}
+    if not isinstance(paper.get(table["table"]), list) and table["table"] not in TABLES:
+        tables = sorted({*TABLES, *(key for key, value in paper.items() if isinstance(value, list))})
+        raise ReportError(f"{where}: table {table['table']!r} is not one of the tables {tables}")
+    paper_fields = {name for row in paper.get(table["table"], []) for name in row}
     unknown_fields = [name for name in table["paper_match"] if name not in paper_fields]
     if unknown_fields:
         raise ReportError(
@@ -246,9 +264,13 @@ def provenance_records(notebooks: Sequence[NotebookArtifacts]) -> list[tuple[str
     for nb in notebooks:
         if nb.provenance is not None:
             records.append((f"{nb.stem}/provenance.json", nb.provenance))
-        if nb.table is not None:
-            records.append((f"{nb.stem}/table.json", nb.table["provenance"]))
+        for table in nb.tables:
+            records.append((f"{nb.stem}/{_table_file(nb, table)}", table["provenance"]))
     return records
+
+
+def _table_file(nb: NotebookArtifacts, table: Mapping[str, Any]) -> str:
+    return "table.json" if table is nb.table else f"table_{table['table']}.json"
 
 
 def check_consistency(records: Sequence[tuple[str, dict[str, Any]]], profile: str) -> None:

@@ -9,7 +9,6 @@ its postfix the time left, estimated from the last run's per-cell seconds in ``t
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 import threading
@@ -19,8 +18,6 @@ from typing import Any
 
 from papermill.engines import NBClientEngine, papermill_engines
 from tqdm.auto import tqdm
-
-log = logging.getLogger(__name__)
 
 ENGINE = "matr-progress"
 _DESCRIPTION = re.compile(r"^#\s*papermill_description=(?P<label>.+)$")

@@ -3,9 +3,10 @@
 :func:`build_report` reads what the notebooks wrote (:mod:`matr.reporting.artifacts`) and writes
 ``out_dir/README.md`` and ``out_dir/report.html`` from the same blocks (:mod:`matr.reporting.render`).
 Its first line names the backbone tag and the data. Sections, in order: glossary (once), results
-(each table, its verdicts and figures), figures, training curves, choices where the paper is silent
-(credited to the notebooks whose ``choices.json`` lists them), provenance (git commit, uncommitted
-changes, hardware, per-notebook times from ``out_dir/timings.json``).
+(each notebook's table, its verdicts and figures, then its further tables), figures, training
+curves, choices where the paper is silent (credited to the notebooks whose ``choices.json`` lists
+them), provenance (git commit, uncommitted changes, hardware, per-notebook times from
+``out_dir/timings.json``).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _header_blocks(context: Context) -> list[r.Block]:
 
 
 def _glossary_blocks(notebooks: Sequence[NotebookArtifacts], context: Context) -> list[r.Block]:
-    tables = [nb.table for nb in notebooks if nb.table is not None]
+    tables = [table for nb in notebooks for table in nb.tables]
     if not tables:
         return []
     ours = _our_columns(tables)
@@ -154,7 +155,7 @@ def _our_columns(tables: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _paper_columns(table: Mapping[str, Any], context: Context, ours: Sequence[str]) -> list[str]:
-    paper_rows = context.paper[table["table"]]
+    paper_rows = context.paper.get(table["table"], [])
     return [
         name
         for name in PAPER_COLUMNS
@@ -179,14 +180,15 @@ def _results_blocks(notebooks: Sequence[NotebookArtifacts], context: Context) ->
                 r.Paragraph(r.text(r.bold("Not produced"), ": this notebook wrote no table.json.")),
             ]
             continue
-        blocks += table_blocks(nb, context)
+        blocks += table_blocks(nb, nb.table, context)
         blocks += figure_grid(nb, nb.figures_of("figure"), context)
+        for table in nb.extra_tables:
+            blocks += table_blocks(nb, table, context)
     return blocks
 
 
-def table_blocks(nb: NotebookArtifacts, context: Context) -> list[r.Block]:
-    """Title, caption, our numbers next to the paper's, and one verdict line per claimed ordering."""
-    table = nb.table
+def table_blocks(nb: NotebookArtifacts, table: Mapping[str, Any], context: Context) -> list[r.Block]:
+    """Title, caption, our numbers next to the paper's, and one verdict line per claimed ordering of ``table``."""
     ours = _our_columns([table])
     theirs = _paper_columns(table, context, ours)
     columns = [(name, [p for p in theirs if PAPER_METRIC[p] == name]) for name in ours]
@@ -202,6 +204,12 @@ def table_blocks(nb: NotebookArtifacts, context: Context) -> list[r.Block]:
             cells += [r.text(_paper_number((match or {}).get(p))) for p in paper]
         rows.append(tuple(cells))
     matched = [part for name in table["paper_match"] for part in (r.code(name), ", ")][:-1]
+    in_paper = table["table"] in context.paper
+    compared = (
+        [". Paper rows matched on ", *(matched or ["nothing (no row is compared)"])]
+        if in_paper
+        else [". Not a table of the paper: no paper numbers"]
+    )
     return [
         r.Heading(3, r.prose(table["title"])),
         r.Paragraph(r.prose(table["caption"])),
@@ -211,13 +219,12 @@ def table_blocks(nb: NotebookArtifacts, context: Context) -> list[r.Block]:
                 r.code(table["dataset"]),
                 ", split ",
                 r.code(table["split"]),
-                ". Paper rows matched on ",
-                *(matched or ["nothing (no row is compared)"]),
+                *compared,
                 f". {_seeds_sentence(table['rows'])}",
             )
         ),
         r.Table(tuple(header), tuple(rows)),
-        *_verdict_blocks(table),
+        *_verdict_blocks(table, in_paper),
     ]
 
 
@@ -236,7 +243,7 @@ def _seeds_sentence(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _match(row: Mapping[str, Any], table: Mapping[str, Any], context: Context, stem: str) -> Mapping[str, Any] | None:
     try:
-        return paper_row(row, context.paper[table["table"]], table["paper_match"])
+        return paper_row(row, context.paper.get(table["table"], []), table["paper_match"])
     except ValueError as error:
         raise ReportError(f"{stem}/table.json: {error}; add fields to paper_match") from error
 
@@ -266,7 +273,7 @@ def _paper_number(value: Any) -> str:
     return NOT_AVAILABLE if value is None else f"{float(value):.1f}"
 
 
-def _verdict_blocks(table: Mapping[str, Any]) -> list[r.Block]:
+def _verdict_blocks(table: Mapping[str, Any], in_paper: bool) -> list[r.Block]:
     verdicts = table.get("verdicts", [])
     if not verdicts:
         return []
@@ -281,8 +288,8 @@ def _verdict_blocks(table: Mapping[str, Any]) -> list[r.Block]:
         for v in verdicts
     )
     intro = r.text(
-        "The paper's orderings (first row minus second row), tested by a paired bootstrap over the same test pairs "
-        "(95% interval):"
+        "The paper's orderings" if in_paper else "The expected orderings",
+        " (first row minus second row), tested by a paired bootstrap over the same test pairs (95% interval):",
     )
     return [r.Paragraph(intro), r.Bullets(items)]
 

@@ -3,7 +3,7 @@
 Notebooks live in ``notebooks/NN_name.ipynb`` and run in the order of ``NN``. Each has exactly one
 cell tagged ``parameters`` holding these plain, type-annotated literals (:data:`NOTEBOOK_PARAMETERS`)::
 
-    profile: str = "smoke"                    # run profile (matr.profiles)
+    profile: str = "smoke"                    # run profile (matr.experiments.profiles)
     workdir: str = "../runs/smoke"            # large intermediate data (features, checkpoints), shared
     artifacts: str = "../reports/artifacts"   # what the report needs: artifacts/<notebook stem>/
     seed: int = 0
@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,12 +60,12 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from matr.experiments.profiles import get_profile
 from matr.io import write_json
 from matr.reporting.artifacts import read_json
-from matr.reporting.executed import cell_durations, clean_executed
+from matr.reporting.executed import MEDIA_SUFFIX, cell_durations, clean_executed
 from matr.reporting.progress import ENGINE, NotebookProgress, cell_seconds, format_seconds
 from matr.reporting.report import build_report
 from matr.reporting.sections import EXECUTED_DIR, TIMINGS_FILE
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 NOTEBOOK_PARAMETERS: Mapping[str, type] = MappingProxyType(
     {"profile": str, "workdir": str, "artifacts": str, "seed": int, "device": str}
@@ -72,7 +73,8 @@ NOTEBOOK_PARAMETERS: Mapping[str, type] = MappingProxyType(
 NOTEBOOK_NAME = re.compile(r"^(?P<number>\d+)_(?P<name>\w+)\.ipynb$")
 FAILED_DIR = "failed"
 KERNEL = "python3"
-KERNEL_ARGUMENTS: tuple[str, ...] = ("--IPKernelApp.log_level=ERROR",)  # no kernel-app chatter on the console
+# No kernel-app chatter on the console, not even the ERROR line of a kernel interrupted while it shuts down.
+KERNEL_ARGUMENTS: tuple[str, ...] = ("--IPKernelApp.log_level=CRITICAL",)
 DEFAULT_PROFILE = "demo"
 HEADLESS_ENV: Mapping[str, str] = MappingProxyType({"TQDM_DISABLE": "1", "TQDM_MININTERVAL": "30"})
 NB_DIFF_IGNORE: tuple[str, ...] = (
@@ -249,7 +251,7 @@ def _run_series(
 def _log_estimate(notebooks: Sequence[Path], timings: Mapping[str, Any]) -> None:
     known = [float(timings[nb.stem]["seconds"]) for nb in notebooks if "seconds" in timings.get(nb.stem, {})]
     if known:
-        log.info(
+        logger.info(
             "running %d notebook(s); the last run of %d of them took %s (timings.json)",
             len(notebooks),
             len(known),
@@ -268,7 +270,7 @@ def _run_one(
 ) -> NotebookRun:
     running = executed_dir / f".{notebook.stem}.running.ipynb"
     failed = executed_dir / FAILED_DIR / notebook.name
-    log.info("running %s", notebook)
+    logger.info("running %s", notebook)
     start = time.perf_counter()
     try:
         _papermill(
@@ -289,10 +291,12 @@ def _run_one(
         raise
     seconds = time.perf_counter() - start
     executed = executed_dir / notebook.name
-    clean_executed(running)
+    media = executed_dir / f"{notebook.stem}{MEDIA_SUFFIX}"
+    shutil.rmtree(media, ignore_errors=True)  # the videos of the last run
+    clean_executed(running, media)
     os.replace(running, executed)
     failed.unlink(missing_ok=True)
-    log.info("%s finished in %.1f s", notebook.name, seconds)
+    logger.info("%s finished in %.1f s", notebook.name, seconds)
     return NotebookRun(notebook=notebook, executed=executed, seconds=seconds)
 
 
@@ -353,7 +357,7 @@ def _check_kernel(kernel: str) -> None:
         ) from None
     same = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2]), sys.executable}
     if spec.argv and spec.argv[0] not in same:
-        log.warning(
+        logger.warning(
             "kernel %r runs %s, not this interpreter (%s): the notebooks will import matr from there",
             kernel,
             spec.argv[0],

@@ -1,4 +1,4 @@
-"""Sizes (profiles) and the random plan of a synthetic v2 dataset: every video's scene and every pair.
+"""Sizes and the random plan of a synthetic v2 dataset: every video's scene and every pair.
 
 Timings follow SportsMoments' annotation files (``val.csv`` and ``test.csv``, measured by
 :func:`matr.synthetic.reference.annotation_statistics`): targets last 77-123 s (5-95 %, median
@@ -21,7 +21,7 @@ import numpy as np
 from matr import choices
 from matr.synthetic.scenes import CLASS_SPLIT, CLASSES, POOL, EventClass, Look, Scene, Shot
 
-__all__ = ["PROFILES", "SPLITS", "DatasetPlan", "SyntheticProfile", "VideoSpec", "plan_dataset"]
+__all__ = ["SIZES", "SPLITS", "DatasetPlan", "SyntheticSize", "VideoSpec", "plan_dataset"]
 
 SPLITS = ("train", "val", "test")
 
@@ -54,8 +54,9 @@ _GAP_S = 2.0  # least time between two events (moment, decoys) of a target: one 
 
 
 @dataclass(frozen=True)
-class SyntheticProfile:
-    """Sizes of a synthetic v2 dataset; per-split tuples are ordered (train, val, test).
+class SyntheticSize:
+    """A named size of a synthetic v2 dataset (:data:`SIZES`): how many classes, videos and pairs each
+    split has, and the videos' frame rate and frame size (pixels); per-split tuples are ordered (train, val, test).
 
     A split has ``classes * targets_per_class * pairs_per_target`` pairs whose ground truth is a
     target's own moment. ``decoys``: inclusive range of how many events of other classes of the split
@@ -72,23 +73,27 @@ class SyntheticProfile:
     decoys: tuple[int, int] = (1, 2)
     event_pairs: tuple[int, int, int] = (0, 0, 0)
     fps: int = 1
-    size: int = 112
+    frame_size: int = 112  # pixels, square
 
     def __post_init__(self) -> None:
         for index, split in enumerate(SPLITS):
             if not 2 <= self.classes_per_split[index] <= len(CLASS_SPLIT[split]):
                 raise ValueError(
-                    f"profile {self.name!r}: classes_per_split for {split} is {self.classes_per_split[index]}, "
+                    f"synthetic size {self.name!r}: classes_per_split for {split} is {self.classes_per_split[index]}, "
                     f"expected 2..{len(CLASS_SPLIT[split])} (decoys need another class)"
                 )
             if not 1 <= self.pairs_per_target[index] <= self.queries_per_class[index]:
-                raise ValueError(f"profile {self.name!r}: pairs_per_target must be in 1..queries_per_class ({split})")
+                raise ValueError(
+                    f"synthetic size {self.name!r}: pairs_per_target must be in 1..queries_per_class ({split})"
+                )
             if not 0 <= self.event_pairs[index] <= self.queries_per_class[index]:
-                raise ValueError(f"profile {self.name!r}: event_pairs must be in 0..queries_per_class ({split})")
+                raise ValueError(f"synthetic size {self.name!r}: event_pairs must be in 0..queries_per_class ({split})")
             if self.targets_per_class[index] < 1:
-                raise ValueError(f"profile {self.name!r}: targets_per_class must be >= 1 ({split})")
-        if not 0 <= self.decoys[0] <= self.decoys[1] or self.fps < 1 or self.size < 32 or self.size % 2:
-            raise ValueError(f"profile {self.name!r}: decoys must be a range >= 0, fps >= 1, size even and >= 32")
+                raise ValueError(f"synthetic size {self.name!r}: targets_per_class must be >= 1 ({split})")
+        if not 0 <= self.decoys[0] <= self.decoys[1] or self.fps < 1 or self.frame_size < 32 or self.frame_size % 2:
+            raise ValueError(
+                f"synthetic size {self.name!r}: decoys must be a range >= 0, fps >= 1, frame_size even and >= 32"
+            )
 
     def pairs(self, split: str) -> int:
         """Number of query-target pairs of ``split`` whose ground truth is a target's own moment (the
@@ -105,14 +110,12 @@ TRAIN_EVENT_PAIRS: int = choices.declare(
     "pairs therefore also ask for the target's decoy events with queries of their class, so the answer depends on "
     "the query; validation and test pairs keep one moment per target and the decoys as distractors",
 )
-PROFILES: Mapping[str, SyntheticProfile] = MappingProxyType(
+SIZES: Mapping[str, SyntheticSize] = MappingProxyType(
     {
         p.name: p
         for p in (
-            SyntheticProfile("tiny", (3, 2, 2), (3, 2, 2), (4, 2, 3), (3, 2, 3), event_pairs=(TRAIN_EVENT_PAIRS, 0, 0)),
-            SyntheticProfile(
-                "demo", (8, 3, 4), (8, 4, 8), (8, 5, 10), (3, 5, 10), event_pairs=(TRAIN_EVENT_PAIRS, 0, 0)
-            ),
+            SyntheticSize("tiny", (3, 2, 2), (3, 2, 2), (4, 2, 3), (3, 2, 3), event_pairs=(TRAIN_EVENT_PAIRS, 0, 0)),
+            SyntheticSize("demo", (8, 3, 4), (8, 4, 8), (8, 5, 10), (3, 5, 10), event_pairs=(TRAIN_EVENT_PAIRS, 0, 0)),
         )
     }
 )
@@ -120,7 +123,7 @@ PROFILES: Mapping[str, SyntheticProfile] = MappingProxyType(
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """One video to render: ``num_frames`` at ``fps``, ``size`` pixels square, showing ``scene``.
+    """One video to render: ``num_frames`` at ``fps``, ``frame_size`` pixels square, showing ``scene``.
 
     ``moment``: the event's ``[start, end]`` in seconds (a query is all moment); ``decoys``: the other
     events of a target as ``(class, start, end)``.
@@ -130,7 +133,7 @@ class VideoSpec:
     action: str
     num_frames: int
     fps: int
-    size: int
+    frame_size: int
     scene: Scene
     moment: tuple[float, float]
     decoys: tuple[tuple[str, float, float], ...] = ()
@@ -211,19 +214,19 @@ def _scene(rng: np.random.Generator, sport: str, shots: list[Shot]) -> Scene:
 
 
 def _target(
-    rng: np.random.Generator, video_id: str, action: str, others: tuple[str, ...], profile: SyntheticProfile
+    rng: np.random.Generator, video_id: str, action: str, others: tuple[str, ...], size: SyntheticSize
 ) -> VideoSpec:
     """A broadcast of ``action``'s sport: its moment near the middle, decoys of ``others``, cut-aways."""
     mean, std, low, high = TARGET_SECONDS
-    num_frames = round(_clipped_normal(rng, mean, std, low, high) * profile.fps)
-    duration = num_frames / profile.fps
+    num_frames = round(_clipped_normal(rng, mean, std, low, high) * size.fps)
+    duration = num_frames / size.fps
     length = _moment_seconds(rng)
     start = _clipped_normal(rng, *START_FRACTION, 0.0, 1.0 - length / duration) * duration
     shots = _event_shots(rng, CLASSES[action], start, start + length)
     free = [(0.0, start - _GAP_S), (start + length + _GAP_S, duration)]
     same_sport = [name for name in others if CLASSES[name].sport == CLASSES[action].sport] or list(others)
     decoys = []
-    for _ in range(int(rng.integers(profile.decoys[0], profile.decoys[1] + 1))):
+    for _ in range(int(rng.integers(size.decoys[0], size.decoys[1] + 1))):
         name, decoy_length = str(rng.choice(same_sport)), _moment_seconds(rng)
         decoy_start = _place(rng, free, decoy_length)
         if decoy_start is not None:
@@ -240,20 +243,20 @@ def _target(
         video_id,
         action,
         num_frames,
-        profile.fps,
-        profile.size,
+        size.fps,
+        size.frame_size,
         scene,
         (start, start + length),
         tuple(sorted(decoys, key=lambda d: d[1])),
     )
 
 
-def _query(rng: np.random.Generator, video_id: str, action: str, profile: SyntheticProfile) -> VideoSpec:
+def _query(rng: np.random.Generator, video_id: str, action: str, size: SyntheticSize) -> VideoSpec:
     """Another instance of ``action``: the event alone, in a venue of its own."""
-    num_frames = max(1, round(_moment_seconds(rng) * profile.fps))
-    duration = num_frames / profile.fps
+    num_frames = max(1, round(_moment_seconds(rng) * size.fps))
+    duration = num_frames / size.fps
     scene = _scene(rng, CLASSES[action].sport, _event_shots(rng, CLASSES[action], 0.0, duration))
-    return VideoSpec(video_id, action, num_frames, profile.fps, profile.size, scene, (0.0, duration))
+    return VideoSpec(video_id, action, num_frames, size.fps, size.frame_size, scene, (0.0, duration))
 
 
 def _pair(split: str, target: VideoSpec, query: VideoSpec, window: tuple[float, float]) -> dict:
@@ -292,11 +295,11 @@ def _target_records(split: str, target: VideoSpec, queries: list[VideoSpec]) -> 
     return pairs, decoys
 
 
-def plan_dataset(profile: SyntheticProfile, seed: int) -> DatasetPlan:
-    """Draws every video and pair of ``profile``; a pure function of ``(profile, seed)``.
+def plan_dataset(size: SyntheticSize, seed: int) -> DatasetPlan:
+    """Draws every video and pair of ``size``; a pure function of ``(size, seed)``.
 
     Each (split, class, video) has its own random stream, so an instance does not depend on how many
-    others a profile asks for. Ids: ``{split}_{class}_t{i:03d}`` (targets), ``{split}_{class}_q{j:03d}``
+    others a size asks for. Ids: ``{split}_{class}_t{i:03d}`` (targets), ``{split}_{class}_q{j:03d}``
     (queries).
     """
     videos: list[VideoSpec] = []
@@ -304,26 +307,26 @@ def plan_dataset(profile: SyntheticProfile, seed: int) -> DatasetPlan:
     decoys: dict[str, tuple[dict, ...]] = {}
     for s, split in enumerate(SPLITS):
         records, decoy_records = [], []
-        classes = CLASS_SPLIT[split][: profile.classes_per_split[s]]
+        classes = CLASS_SPLIT[split][: size.classes_per_split[s]]
         queries = {
             action: [
-                _query(np.random.default_rng([seed, s, c, 1, j]), f"{split}_{action}_q{j:03d}", action, profile)
-                for j in range(profile.queries_per_class[s])
+                _query(np.random.default_rng([seed, s, c, 1, j]), f"{split}_{action}_q{j:03d}", action, size)
+                for j in range(size.queries_per_class[s])
             ]
             for c, action in enumerate(classes)
         }
         for c, action in enumerate(classes):
             others = tuple(name for name in classes if name != action)
             videos += queries[action]
-            for i in range(profile.targets_per_class[s]):
+            for i in range(size.targets_per_class[s]):
                 target = _target(
-                    np.random.default_rng([seed, s, c, 0, i]), f"{split}_{action}_t{i:03d}", action, others, profile
+                    np.random.default_rng([seed, s, c, 0, i]), f"{split}_{action}_t{i:03d}", action, others, size
                 )
                 videos.append(target)
                 own = queries[action]
-                paired = [own[(i + j) % len(own)] for j in range(profile.pairs_per_target[s])]
+                paired = [own[(i + j) % len(own)] for j in range(size.pairs_per_target[s])]
                 pairs, decoy_record = _target_records(split, target, paired)
-                records += pairs + _event_pairs(split, target, queries, profile.event_pairs[s], i)
+                records += pairs + _event_pairs(split, target, queries, size.event_pairs[s], i)
                 decoy_records.append(decoy_record)
         annotations[split], decoys[split] = tuple(records), tuple(decoy_records)
     return DatasetPlan(tuple(videos), MappingProxyType(annotations), MappingProxyType(decoys))

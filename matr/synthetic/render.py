@@ -2,8 +2,8 @@
 
 Layout under ``root``: ``videos/{video_id}.mp4``, ``annotations/{split}.jsonl``, ``decoys/{split}.jsonl``
 (one line per target: ``vid``, ``action_class``, ``decoy_windows``, ``decoy_classes``, ``split``),
-``classes.json`` and ``manifest.json`` (generator, version, seed, profile). Features sample one
-frame every 2 s, so profiles render at 1 fps: the frames at odd seconds are the ones decoded.
+``classes.json`` and ``manifest.json`` (generator, version, seed, size). Features sample one
+frame every 2 s, so the sizes render at 1 fps: the frames at odd seconds are the ones decoded.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from matr.io import atomic_open, write_json, write_jsonl
-from matr.synthetic.plan import PROFILES, SPLITS, SyntheticProfile, VideoSpec, plan_dataset
+from matr.synthetic.plan import SIZES, SPLITS, SyntheticSize, VideoSpec, plan_dataset
 from matr.synthetic.scenes import CLASS_SPLIT, draw_frames
 
 __all__ = ["GENERATOR", "RenderSummary", "example_pair", "render_dataset", "render_frames", "write_mp4"]
@@ -49,7 +49,7 @@ def render_frames(spec: VideoSpec, fps: int | None = None) -> np.ndarray:
     """RGB frames ``(T, H, W, 3)`` uint8 of ``spec`` at ``fps`` (default ``spec.fps``); frame ``k`` shows ``k / fps`` s."""
     fps = fps or spec.fps
     count = max(1, round(spec.duration * fps))
-    return draw_frames(spec.scene, np.arange(count) / fps, spec.size)
+    return draw_frames(spec.scene, np.arange(count) / fps, spec.frame_size)
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: int) -> None:
@@ -66,43 +66,53 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int) -> None:
         container.mux(stream.encode())
 
 
-def _profile(profile: str | SyntheticProfile) -> SyntheticProfile:
-    if isinstance(profile, SyntheticProfile):
-        return profile
-    if profile not in PROFILES:
-        raise ValueError(f"unknown synthetic v2 profile {profile!r}, expected one of {sorted(PROFILES)}")
-    return PROFILES[profile]
+def _size(size: str | SyntheticSize) -> SyntheticSize:
+    if isinstance(size, SyntheticSize):
+        return size
+    if size not in SIZES:
+        raise ValueError(f"unknown synthetic v2 size {size!r}, expected one of {sorted(SIZES)}")
+    return SIZES[size]
 
 
-def _claim_root(root: Path, profile: SyntheticProfile, seed: int) -> None:
-    """Writes ``manifest.json``, or checks that an existing one describes the same dataset."""
+def _read_manifest(path: Path) -> dict:
+    """A manifest's contents; one written before sizes were called sizes (key ``profile``, frame size
+    ``size``) is read in today's words: it describes the same dataset."""
+    found = json.loads(path.read_text(encoding="utf-8"))
+    if "profile" in found and "size" not in found:
+        size = dict(found.pop("profile"))
+        size["frame_size"] = size.pop("size", None)
+        found["size"] = size
+    return found
+
+
+def _claim_root(root: Path, size: SyntheticSize, seed: int) -> None:
+    """Writes ``manifest.json``, or checks that an existing one describes the same dataset (and brings it up to date)."""
     identity = json.loads(
-        json.dumps({"generator": GENERATOR, "version": VERSION, "seed": seed, "profile": dataclasses.asdict(profile)})
+        json.dumps({"generator": GENERATOR, "version": VERSION, "seed": seed, "size": dataclasses.asdict(size)})
     )
     manifest = root / "manifest.json"
     if manifest.exists():
-        found = json.loads(manifest.read_text(encoding="utf-8"))
+        found = _read_manifest(manifest)
         if {key: found.get(key) for key in identity} != identity:
             raise ValueError(f"{manifest} describes another dataset than {identity}; render into an empty folder")
-        return
     write_json(manifest, identity)
 
 
 def render_dataset(
-    root: str | Path, profile: str | SyntheticProfile = "tiny", seed: int = 0, progress: bool = True
+    root: str | Path, size: str | SyntheticSize = "tiny", seed: int = 0, progress: bool = True
 ) -> RenderSummary:
-    """Renders the v2 dataset of ``profile`` (a name of :data:`PROFILES` or a profile) under ``root``; resumable.
+    """Renders the v2 dataset of ``size`` (a name of :data:`~matr.synthetic.plan.SIZES` or a size) under ``root``; resumable.
 
     Videos already there are skipped (each is written under a temporary name, then moved into place);
     annotations are written last. Raises ``ValueError`` if ``root`` holds another dataset.
     """
-    profile, root = _profile(profile), Path(root)
+    size, root = _size(size), Path(root)
     (root / "videos").mkdir(parents=True, exist_ok=True)
-    _claim_root(root, profile, seed)
-    plan = plan_dataset(profile, seed)
-    write_json(root / "classes.json", {s: list(CLASS_SPLIT[s][:n]) for s, n in zip(SPLITS, profile.classes_per_split)})
+    _claim_root(root, size, seed)
+    plan = plan_dataset(size, seed)
+    write_json(root / "classes.json", {s: list(CLASS_SPLIT[s][:n]) for s, n in zip(SPLITS, size.classes_per_split)})
     missing = [spec for spec in plan.videos if not (root / "videos" / f"{spec.video_id}.mp4").exists()]
-    for spec in tqdm(missing, desc=f"synthetic v2 {profile.name}", unit="video", disable=not progress):
+    for spec in tqdm(missing, desc=f"synthetic v2 {size.name}", unit="video", disable=not progress):
         write_mp4(root / "videos" / f"{spec.video_id}.mp4", render_frames(spec), spec.fps)
     rendered, skipped = len(missing), len(plan.videos) - len(missing)
     decoys = {split: root / "decoys" / f"{split}.jsonl" for split in SPLITS}
@@ -113,7 +123,7 @@ def render_dataset(
         annotations[split].parent.mkdir(exist_ok=True)
         write_jsonl(annotations[split], plan.annotations[split])
     logger.info(
-        "synthetic v2 %s (seed %d) in %s: %d videos rendered, %d there", profile.name, seed, root, rendered, skipped
+        "synthetic v2 %s (seed %d) in %s: %d videos rendered, %d there", size.name, seed, root, rendered, skipped
     )
     pairs = {split: len(plan.annotations[split]) for split in SPLITS}
     return RenderSummary(
@@ -121,21 +131,21 @@ def render_dataset(
     )
 
 
-def example_pair(folder: str | Path, seed: int = 0, fps: int = 4, size: int = 128) -> dict:
-    """Renders one test pair of the ``tiny`` profile as two small mp4 files (a few hundred KB) in ``folder``.
+def example_pair(folder: str | Path, seed: int = 0, fps: int = 4, frame_size: int = 128) -> dict:
+    """Renders one test pair of the ``tiny`` size as two small mp4 files (a few hundred KB) in ``folder``.
 
     Returns ``{"query": path, "target": path, "moment": [start, end], "action_class": name}``; the
-    target's moment (seconds) is the ground truth of the query. ``fps`` and ``size`` only change how
+    target's moment (seconds) is the ground truth of the query. ``fps`` and ``frame_size`` only change how
     smooth and sharp the files look: the scene is the same at any rate.
     """
-    plan = plan_dataset(PROFILES["tiny"], seed)
+    plan = plan_dataset(SIZES["tiny"], seed)
     record = plan.annotations["test"][0]
     specs = {spec.video_id: spec for spec in plan.videos}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
     for role, video_id in (("query", record["qid"]), ("target", record["vid"])):
-        spec = dataclasses.replace(specs[video_id], size=size)
+        spec = dataclasses.replace(specs[video_id], frame_size=frame_size)
         paths[role] = folder / f"{video_id}.mp4"
         write_mp4(paths[role], render_frames(spec, fps), fps)
     return {**paths, "moment": record["relevant_windows"][0], "action_class": record["action_class"]}

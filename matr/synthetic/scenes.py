@@ -91,7 +91,7 @@ CLASSES: Mapping[str, EventClass] = MappingProxyType(
     }
 )
 
-# Class-disjoint split, both sports in each; a profile takes the first k classes of each split.
+# Class-disjoint split, both sports in each; a size takes the first k classes of each split.
 CLASS_SPLIT: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "train": ("goal", "boundary_four", "corner_kick", "bowled", "yellow_card", "catch", "header", "run_out"),

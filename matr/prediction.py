@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from matr import metrics
 from matr.io import write_json, write_jsonl
 from matr.postprocess import NMS_THRESHOLD, TOP_K, RankedSpan, Source, predict_spans
+from matr.progress import bar_options
 
 Predictions = dict[str, list[RankedSpan]]
 
@@ -137,9 +138,3 @@ def write_evaluation(out_dir: str | os.PathLike, result: EvalResult, provenance:
         },
     )
     return scores
-
-
-def bar_options(progress: bool | None) -> dict[str, Any]:
-    """tqdm keyword arguments for a ``progress`` flag: ``True`` keeps tqdm's defaults (so ``TQDM_DISABLE`` still
-    hides the bar in a headless run), ``False`` hides it, ``None`` hides it when not writing to a terminal."""
-    return {} if progress else {"disable": None if progress is None else True}
