@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -177,6 +177,25 @@ def _menu_item(driver: webdriver.Chrome, label: str) -> Any:
     return next((e for e in labels if e.text.strip() == label), None)
 
 
+def _run_all_cells(driver: webdriver.Chrome, attempts: int = 3) -> None:
+    """Run All Cells once the kernel reports Idle; again if no cell started (a request sent while the kernel
+    connects is dropped under load)."""
+    for _ in range(attempts):
+        WebDriverWait(driver, 90, poll_frequency=0.5).until(
+            lambda d: "| Idle" in d.find_element(By.TAG_NAME, "body").text
+        )
+        _run_command_from_menu(driver, "Run", "Run All Cells")
+        with contextlib.suppress(TimeoutException):
+            WebDriverWait(driver, 20, poll_frequency=0.5).until(_started_cells)
+            return
+    pytest.fail(f"Run All Cells started no cell in {attempts} attempts")
+
+
+def _started_cells(driver: webdriver.Chrome) -> bool:
+    prompts = driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")
+    return any(p.text.strip("[]: \n") for p in prompts)
+
+
 def _busy_cells(driver: webdriver.Chrome) -> list[str]:
     prompts = driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")
     return [p.text for p in prompts if not p.text.strip().strip("[]:").isdigit()]
@@ -188,7 +207,7 @@ def test_the_try_notebook_runs_in_jupyterlab_and_saving_keeps_git_clean(
     browser.get(f"{lab}/lab/tree/{NOTEBOOK}")
     with screenshot_on_failure(browser, screenshots, "try_notebook"):
         WebDriverWait(browser, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-CodeCell"))
-        _run_command_from_menu(browser, "Run", "Run All Cells")
+        _run_all_cells(browser)
         WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=1).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, ".matr-player video") and not _busy_cells(d)
         )
