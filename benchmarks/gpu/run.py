@@ -49,12 +49,13 @@ class Stage:
     output: str | None = None
 
 
-def stages(out: Path, dry_run: bool) -> list[Stage]:
-    """The stages of a GPU run, or their tiny CPU versions for ``--dry-run``."""
+def stages(out: Path, dry_run: bool, notebooks: str | None = None) -> list[Stage]:
+    """The stages of a GPU run, or their tiny CPU versions for ``--dry-run``; ``notebooks``: part of the series."""
     py = sys.executable
     loader = ["--workers", "0,2", "--videos", "40", "--pairs", "200", "--batch", "50"] if dry_run else []
     inference = ["--quick", "--videos", "20", "--presets", "smoke", "--batch-sizes", "16"] if dry_run else []
     check = ["--profile", "smoke", "--only", "01_data_curation"] if dry_run else []
+    check += ["--only", notebooks] if notebooks and not dry_run else []
     return [
         Stage(
             "align",
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=450.0, help="seconds for all stages together (default 450)")
     parser.add_argument("--only", default=None, help="comma-separated stage names")
     parser.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes: check the script works")
+    parser.add_argument("--notebooks", default=None, help="gpu_check: only these notebooks (comma-separated)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,7 @@ def main() -> None:
     logs: list[str] = []
     fold_install(out, summary, logs)
     chosen = set(args.only.split(",")) if args.only else None
-    for stage in stages(out, args.dry_run):
+    for stage in stages(out, args.dry_run, args.notebooks):
         left = deadline - time.perf_counter()
         if (chosen is not None and stage.name not in chosen) or left < 10:
             summary["stages"].append({"stage": stage.name, "skipped": "not chosen" if left >= 10 else "no time left"})

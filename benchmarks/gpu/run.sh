@@ -4,7 +4,8 @@
 #   on the GPU machine, from the repository root:  bash benchmarks/gpu/run.sh
 #   dry run on this CPU machine (tiny sizes):       bash benchmarks/gpu/run.sh --dry-run
 #
-# Installs the carried wheels (.whl/, ignored through .git/info/exclude) into /tmp/site, puts the
+# Installs the carried wheels (.whl/, ignored through .git/info/exclude) into /tmp/site, seeds the gpu-check
+# workdir with the carried demo features (.gpu_data/, likewise), puts the
 # repository and /tmp/site on PYTHONPATH (the kit is not pip-installed: the device's Python is 3.12),
 # then hands over to benchmarks/gpu/run.py, which runs every stage with its own time limit and
 # records each stage's outcome in $OUT/summary.json (a failing stage never stops the next).
@@ -22,6 +23,11 @@ else
       > "$OUT/install.log" 2>&1
     echo "{\"rc\": $?, \"seconds\": $(( $(date +%s) - started ))}" > "$OUT/install.json"
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  # .gpu_data/runs (ignored, carried): the demo data's annotations and CLIP features, so the gpu_check
+  # stage skips rendering and feature extraction (the features stage tests GPU extraction on its own).
+  if [ -d .gpu_data/runs ]; then
+    mkdir -p /tmp/matr-gpu-check && cp -r .gpu_data/runs /tmp/matr-gpu-check/
   fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
