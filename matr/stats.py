@@ -10,11 +10,14 @@ give the same interval on every machine.
 * :func:`bootstrap_ci`: the interval of any statistic of per-pair values.
 * :func:`metric_table`: every metric of :mod:`matr.metrics` with its interval, from per-pair IoUs.
 * :func:`metric_cells`: the same for one seed or several trained seeds on the same pairs: the mean
-  over seeds, their standard deviation and the interval of the seed-mean over resampled pairs
-  (the *pooled* bootstrap: each resample takes the same pairs for every seed).
+  over seeds, their standard deviation and the interval of the seed-mean under a *two-level*
+  bootstrap: each resample draws the training seeds with replacement (:func:`seed_weights`) and the
+  pairs with replacement, so the interval holds the seeds' disagreement as well as the pairs'.
+  With one seed it is the bootstrap over pairs alone.
 * :func:`paired_difference`: ``metric(a) - metric(b)`` of two methods on the same pairs, each
   resample taking the same pairs for both (tighter than two separate intervals when the methods
-  succeed on the same pairs), and :func:`verdict` on a claimed ordering.
+  succeed on the same pairs) and resampling each method's seeds, and :func:`verdict` on a claimed
+  ordering.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ DEFAULT_RESAMPLES = choices.declare(
 LEVEL = 0.95
 choices.declare(
     "confidence intervals",
-    f"{LEVEL:.0%} percentile bootstrap over pairs, seeded",
-    "the paper reports single numbers; the test pairs are the sample that another draw would change",
+    f"{LEVEL:.0%} percentile bootstrap over pairs (and over training seeds where a row has several), seeded",
+    "the paper reports single numbers; the test pairs and the training seeds are the samples that another draw"
+    " would change",
 )
 VERDICTS: tuple[str, ...] = ("holds", "reversed", "not distinguishable at this size")
 
@@ -54,11 +58,36 @@ def bootstrap_counts(num_pairs: int, seed: int, n: int = DEFAULT_RESAMPLES) -> n
         raise ValueError("a bootstrap needs at least one pair")
     if n < 1:
         raise ValueError(f"the number of resamples must be >= 1, got {n}")
-    draws = np.random.default_rng(seed).integers(0, num_pairs, size=(n, num_pairs))
-    flat = (draws + num_pairs * np.arange(n)[:, None]).ravel()
-    counts = np.bincount(flat, minlength=n * num_pairs).reshape(n, num_pairs).astype(np.float64)
+    counts = _draw_counts(num_pairs, np.random.default_rng(seed), n)
     counts.flags.writeable = False
     return counts
+
+
+@functools.lru_cache(maxsize=4)
+def seed_weights(num_seeds: int, seed: int, n: int = DEFAULT_RESAMPLES) -> np.ndarray:
+    """How often each of ``num_seeds`` training seeds is drawn in each of ``n`` resamples, over ``num_seeds``.
+
+    ``(n, S)`` float64 rows summing to 1, read-only (all ones for one seed). Drawn from a stream of its
+    own (``seed`` and ``S``), so the pair draws of :func:`bootstrap_counts` stay those of a one-seed
+    table, and two rows with as many seeds draw the same seed indices (paired by training seed).
+    """
+    if num_seeds < 1:
+        raise ValueError("a bootstrap needs at least one training seed")
+    weights = _draw_counts(num_seeds, np.random.default_rng([seed, num_seeds]), n) / num_seeds
+    weights.flags.writeable = False
+    return weights
+
+
+def two_level_means(values: np.ndarray, seed: int, n: int = DEFAULT_RESAMPLES) -> np.ndarray:
+    """Mean over seeds and pairs of ``values (S, P, ...)`` in every two-level resample -> ``(n, ...)``.
+
+    Each resample draws ``S`` seeds and ``P`` pairs with replacement (the same pairs for every seed).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    counts = bootstrap_counts(values.shape[1], seed, n)
+    per_seed = np.stack([resampled_means(seed_values, counts) for seed_values in values], axis=1)  # (n, S, ...)
+    weights = seed_weights(values.shape[0], seed, n)
+    return np.einsum("ns,ns...->n...", weights, per_seed)
 
 
 def resampled_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -132,7 +161,7 @@ def metric_cells(
     ``ious_topk``: ``(P, K)`` for one trained seed or ``(S, P, K)`` for ``S`` seeds on the same pairs;
     ``vrl_ious``: ``(P,)`` or ``(S, P)``, defaulting to the top-1 IoUs. ``value``: the mean over seeds
     of each seed's metric; ``std``: their standard deviation (``ddof=1``; ``None`` for one seed);
-    ``ci``: the interval of the seed-mean when pairs are resampled (same pairs for every seed).
+    ``ci``: the interval of the seed-mean when seeds and pairs are resampled (:func:`two_level_means`).
     """
     topk = np.asarray(ious_topk, dtype=np.float64)
     topk = topk[None] if topk.ndim == 2 else topk
@@ -141,8 +170,8 @@ def metric_cells(
     vrl = topk[..., 0] if vrl_ious is None else np.asarray(vrl_ious, dtype=np.float64).reshape(topk.shape[:2])
     per_seed = [scores(topk[s], vrl[s]) for s in range(topk.shape[0])]
     columns = per_pair_scores(topk, vrl)  # metric -> (S, P)
-    matrix = np.stack([columns[key].mean(axis=0) for key in SCORE_KEYS], axis=1)  # (P, M)
-    bounds = percentile_interval(resampled_means(matrix, bootstrap_counts(topk.shape[1], seed, n)), level)
+    matrix = np.stack([columns[key] for key in SCORE_KEYS], axis=2)  # (S, P, M)
+    bounds = percentile_interval(two_level_means(matrix, seed, n), level)
     cells = {}
     for column, key in enumerate(SCORE_KEYS):
         values = np.array([row[key] for row in per_seed])
@@ -158,13 +187,14 @@ def paired_difference(
     """``(mean(a) - mean(b), low, high)`` over the same pairs, resampled together.
 
     ``a_pairs``, ``b_pairs``: per-pair values ``(P,)`` (e.g. a column of
-    :func:`matr.metrics.per_pair_scores`) or ``(S, P)`` for several seeds (averaged over seeds).
+    :func:`matr.metrics.per_pair_scores`) or ``(S, P)`` for several seeds (averaged over seeds; the
+    seeds of each are resampled too, paired by index when both have as many).
     """
-    a, b = _per_pair(a_pairs, "a_pairs"), _per_pair(b_pairs, "b_pairs")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must hold the same pairs: shapes {a.shape} and {b.shape}")
-    difference = a - b
-    low, high = percentile_interval(resampled_means(difference, bootstrap_counts(len(a), seed, n)), level)
+    a, b = _per_seed(a_pairs, "a_pairs"), _per_seed(b_pairs, "b_pairs")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must hold the same pairs: {a.shape[1]} and {b.shape[1]} pairs")
+    samples = two_level_means(a, seed, n) - two_level_means(b, seed, n)
+    low, high = percentile_interval(samples, level)
     return float(a.mean() - b.mean()), low, high
 
 
@@ -185,6 +215,13 @@ def verdict(diff: float, low: float, high: float, claimed_sign: int) -> str:
     return VERDICTS[2]
 
 
+def _draw_counts(num_items: int, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, num_items)`` float64: how often each item is drawn in each of ``n`` draws with replacement."""
+    draws = rng.integers(0, num_items, size=(n, num_items))
+    flat = (draws + num_items * np.arange(n)[:, None]).ravel()
+    return np.bincount(flat, minlength=n * num_items).reshape(n, num_items).astype(np.float64)
+
+
 def _with_top1(ious_top1: Any, ious_topk: Any) -> np.ndarray:
     top1 = np.asarray(ious_top1, dtype=np.float64)
     topk = np.asarray(ious_topk, dtype=np.float64)
@@ -195,10 +232,10 @@ def _with_top1(ious_top1: Any, ious_topk: Any) -> np.ndarray:
     return topk
 
 
-def _per_pair(values: Any, name: str) -> np.ndarray:
+def _per_seed(values: Any, name: str) -> np.ndarray:
+    """``(S, P)`` from per-pair values ``(P,)`` or ``(S, P)``."""
     array = np.asarray(values, dtype=np.float64)
-    if array.ndim == 2:
-        array = array.mean(axis=0)
-    if array.ndim != 1 or len(array) == 0:
-        raise ValueError(f"{name} must have shape (P,) or (S, P) with P >= 1, got {array.shape}")
+    array = array[None] if array.ndim == 1 else array
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (P,) or (S, P) with P >= 1, got {np.shape(values)}")
     return array

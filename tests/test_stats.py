@@ -13,6 +13,7 @@ from matr.stats import (
     paired_difference,
     percentile_interval,
     resampled_means,
+    seed_weights,
     verdict,
 )
 
@@ -84,6 +85,32 @@ def test_pooling_seeds_narrows_the_interval_when_seeds_disagree_pair_by_pair():
     pooled = metric_cells(topk, seed=0)["mIoU"]["ci"]
     single = metric_cells(topk[0], seed=0)["mIoU"]["ci"]
     assert pooled[1] - pooled[0] < 0.7 * (single[1] - single[0])
+
+
+def test_seeds_that_disagree_widen_the_interval_beyond_the_pairs_spread():
+    seed_levels = np.array([0.1, 0.5, 0.9])  # every pair has the same IoU under a seed: pairs alone give no width
+    topk = np.broadcast_to(seed_levels[:, None, None], (3, 300, 5)).copy()
+    cell = metric_cells(topk, seed=0)["mIoU"]
+    assert cell["value"] == pytest.approx(50.0)
+    assert cell["ci"][0] < 35 and cell["ci"][1] > 65
+    assert metric_cells(topk[1], seed=0)["mIoU"]["ci"] == pytest.approx([50.0, 50.0])
+
+
+def test_seed_weights_draw_seeds_with_replacement_and_one_seed_always():
+    weights = seed_weights(3, seed=0, n=500)
+    assert weights.shape == (500, 3) and np.allclose(weights.sum(axis=1), 1.0)
+    assert set(np.unique(weights * 3)) <= {0.0, 1.0, 2.0, 3.0} and (weights == 0).any()
+    assert np.array_equal(weights, seed_weights(3, seed=0, n=500).copy())
+    assert np.array_equal(seed_weights(1, seed=0, n=4), np.ones((4, 1)))
+
+
+def test_a_difference_one_seed_carries_is_not_distinguishable():
+    a = np.repeat([[1.0], [0.0], [0.5]], 300, axis=1)  # three seeds, mean 0.5, each the same on every pair
+    b = np.full(300, 0.4)
+    diff, low, high = paired_difference(a, b, seed=0)
+    assert diff == pytest.approx(0.1)
+    assert low < 0 < high
+    assert verdict(diff, low, high, claimed_sign=+1) == "not distinguishable at this size"
 
 
 def test_a_paired_difference_is_narrower_than_an_unpaired_one_for_correlated_methods():

@@ -3,7 +3,7 @@
 :func:`table_result` evaluates each row's method with each of its seeds (cached, never training;
 :mod:`matr.experiments.evaluation`), reads the per-pair IoUs back and hands them to
 :mod:`matr.stats`: a cell is ``{"value", "ci": [low, high], "std", "seeds"}`` (the mean over seeds,
-their standard deviation, the pooled bootstrap interval over pairs), and each :class:`Claim` of
+their standard deviation, the bootstrap interval over seeds and pairs), and each :class:`Claim` of
 the table gets the paired bootstrap of ``a - b`` on the same pairs and a verdict.
 """
 

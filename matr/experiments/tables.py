@@ -137,7 +137,7 @@ def _query_swap(label: str, method: str) -> tuple[tuple[RowSpec, RowSpec], Claim
 
 _TEST = (
     "Ours: the test split, whose classes are unseen in training; metrics in percent, as "
-    "matr.metrics computes them (no adjustment), with 95% bootstrap intervals over pairs."
+    "matr.metrics computes them (no adjustment), with 95% bootstrap intervals over pairs (and seeds)."
 )
 _RANDOM, _VM, _ENC = "Random", "Video Match", "Encoder only, no alignment, no decoder (Trained+V)"
 _ZS, _TV, _FV = (

@@ -132,7 +132,9 @@ def _glossary_blocks(notebooks: Sequence[NotebookArtifacts], context: Context) -
         r.text(
             "Each of our numbers: the value, then its 95% bootstrap confidence interval over test pairs in brackets."
         ),
-        r.text("Rows trained with several seeds: mean ± std across seeds, the interval pooled over seeds and pairs."),
+        r.text(
+            "Rows trained with several seeds: mean ± std across seeds; the interval resamples the seeds as well as the pairs."
+        ),
         r.text("pairs: ", METRIC_DESCRIPTIONS["num_pairs"], " (test pairs)."),
         *(r.text(r.code(name), f": {METRIC_DESCRIPTIONS[name]}") for name in ours),
         r.text("AN = ActivityNet-VRL, SM = SportsMoments: the paper's two benchmarks; ", NOT_AVAILABLE, " = no match."),
@@ -289,7 +291,7 @@ def _verdict_blocks(table: Mapping[str, Any], in_paper: bool) -> list[r.Block]:
     )
     intro = r.text(
         "The paper's orderings" if in_paper else "The expected orderings",
-        " (first row minus second row), tested by a paired bootstrap over the same test pairs (95% interval):",
+        " (first row minus second row), tested by a paired bootstrap over the same test pairs and each row's seeds (95% interval):",
     )
     return [r.Paragraph(intro), r.Bullets(items)]
 
