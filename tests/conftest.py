@@ -47,16 +47,31 @@ def make_planted_batch(
     """Pairs whose query is a noisy, resampled copy of target frames s..e.
 
     Target features are Gaussian; the query takes N frames evenly from the moment and adds noise.
-    Padded slots hold large random garbage so that a missing mask shows up. ``pad_to`` = (M, N)
-    pads beyond the longest pair.
+    ``pad_to`` = (M, N) pads beyond the longest pair (:func:`collate_planted`).
     """
     gen = torch.Generator().manual_seed(seed)
     pairs = [_planted_pair(gen, target_frames, query_frames, noise) for _ in range(num_pairs)]
+    return collate_planted(pairs, seed=seed, clip_length=clip_length, pad_to=pad_to, gen=gen)
+
+
+def collate_planted(
+    pairs: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]],
+    seed: int = 0,
+    clip_length: float = 2.0,
+    pad_to: tuple[int, int] | None = None,
+    gen: torch.Generator | None = None,
+) -> dict:
+    """Batch dict of ``(target (M, d), query (N, d), (s, e) frame span)`` pairs, as matr.data.collate_pairs gives.
+
+    Padded slots hold large random garbage so that a missing mask shows up.
+    """
+    gen = gen if gen is not None else torch.Generator().manual_seed(seed)
+    num_pairs, dim = len(pairs), pairs[0][0].shape[1]
     m = max(t.shape[0] for t, _, _ in pairs) if pad_to is None else pad_to[0]
     n = max(q.shape[0] for _, q, _ in pairs) if pad_to is None else pad_to[1]
     batch = {
-        "target": 10 * torch.randn(num_pairs, m, 512, generator=gen),
-        "query": 10 * torch.randn(num_pairs, n, 512, generator=gen),
+        "target": 10 * torch.randn(num_pairs, m, dim, generator=gen),
+        "query": 10 * torch.randn(num_pairs, n, dim, generator=gen),
         "target_mask": torch.zeros(num_pairs, m, dtype=torch.bool),
         "query_mask": torch.zeros(num_pairs, n, dtype=torch.bool),
         "foreground": torch.zeros(num_pairs, m),
