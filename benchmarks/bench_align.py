@@ -237,6 +237,10 @@ def main() -> None:
     try:
         import numba
 
+        # The baselines' parallel loops on numba's "workqueue" pool: its OpenMP pool keeps spinning
+        # after each call and slows the torch rows measured next (many times over on a loaded
+        # 2-core machine). Ours uses no numba pool (matr.align._cpu_dp.run).
+        numba.config.THREADING_LAYER = "workqueue"
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     except ImportError:
         pass

@@ -173,6 +173,33 @@ def test_soft_dtw_ignores_padding_values_and_gives_it_zero_gradient() -> None:
             assert padding_is_zero(grad[b], m, n)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("subsequence", [True, False])
+def test_compiled_cpu_soft_dtw_agrees_with_the_pytorch_dp(dtype: torch.dtype, subsequence: bool) -> None:
+    """The CPU's compiled loops (blocks of pairs sorted by size, their own exp and log) against the
+    PyTorch DP that CUDA without Triton runs, on more pairs than one block, with garbage padding."""
+    from matr.align.dtw import _CompiledSoftDTW, _SoftDTW
+
+    gen = torch.Generator().manual_seed(12)
+    B, M, N = 37, 30, 9
+    tl, ql = torch.randint(1, M + 1, (B,), generator=gen), torch.randint(1, N + 1, (B,), generator=gen)
+    C = 3 * torch.rand(B, M, N, generator=gen, dtype=dtype)
+    C.masked_fill_(torch.arange(M)[None, :, None] >= tl[:, None, None], float("nan"))
+    C.masked_fill_(torch.arange(N)[None, None, :] >= ql[:, None, None], -float("inf"))
+    upstream = torch.rand(B, generator=gen, dtype=dtype)
+    results = []
+    for function in (_CompiledSoftDTW, _SoftDTW):
+        leaf = C.clone().requires_grad_()
+        value = function.apply(leaf, tl, ql, 0.05, subsequence)
+        (grad,) = torch.autograd.grad((value * upstream).sum(), leaf)
+        results.append((value, grad))
+    (value, grad), (expected, expected_grad) = results
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(value, expected, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(grad, expected_grad, rtol=tolerance, atol=tolerance)
+    assert bool((grad[torch.isnan(C) | torch.isinf(C)] == 0).all())
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_input_is_computed_in_float32(dtype: torch.dtype) -> None:
     C = random_cost(dtype=torch.float32, seed=5).to(dtype).requires_grad_()

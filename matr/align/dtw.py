@@ -10,6 +10,11 @@ softmin weight of each cell's predecessors, so its analytic backward pass, a rev
 linear (multiply-adds, no exponential). The hard DP runs in NumPy on the table storage of
 :mod:`matr.align._tables` and keeps the table of predecessor choices (uint8) for the batched
 backtracking.
+
+On the CPU, soft-DTW runs as compiled loops instead (:mod:`matr.align._cpu_dp`, numba: the same
+recursion, a block of pairs at a time, without the torch operator overhead of each diagonal or
+the transposed copies); the PyTorch soft DP serves CUDA tensors without Triton, CUDA float64
+and other devices.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ choices.declare(
 )
 choices.declare(
     "DP precision",
-    "float32 for fp16/bf16/fp32 costs (float64 stays float64); Triton kernels on CUDA, PyTorch on CPU",
+    "float32 for fp16/bf16/fp32 costs (float64 stays float64); Triton kernels on CUDA, compiled loops "
+    "(numba) for soft-DTW on CPU, PyTorch otherwise",
     "accumulated costs over m + n cells lose too much in half precision; the two paths agree to float32 rounding",
 )
 
@@ -190,9 +196,59 @@ class _TritonSoftDTW(torch.autograd.Function):
         return E.to(C.dtype), None, None, None, None
 
 
+class _CompiledSoftDTW(torch.autograd.Function):
+    """Soft-DTW on the CPU through the compiled loops of :mod:`matr.align._cpu_dp`, on as many
+    threads as torch uses; saves the softmin weights, the last-column cells and the value."""
+
+    @staticmethod
+    def forward(
+        ctx, C: Tensor, target_lengths: Tensor, query_lengths: Tensor, gamma: float, subsequence: bool
+    ) -> Tensor:
+        from matr.align import _cpu_dp
+
+        B, M, N = C.shape
+        dtype = dp_dtype(C)
+        weights = _cpu_dp.empty((_cpu_dp.blocks(B), M, N, 2, _cpu_dp.LANES), dtype)
+        last_column, value = torch.empty(B, M, dtype=dtype), torch.empty(B, dtype=dtype)
+        order = _cpu_dp.size_order(target_lengths, query_lengths)
+        _cpu_dp.run(
+            _cpu_dp.soft_forward,
+            len(weights),
+            C.detach().to(dtype).contiguous().numpy(),
+            target_lengths.numpy(),
+            query_lengths.numpy(),
+            order.numpy(),
+            gamma,
+            subsequence,
+            weights.numpy(),
+            last_column.numpy(),
+            value.numpy(),
+            *_cpu_dp.bit_layout(dtype),
+        )
+        ctx.save_for_backward(weights, last_column, value, target_lengths, query_lengths, order)
+        ctx.subsequence, ctx.shape, ctx.cost_dtype = subsequence, C.shape, C.dtype
+        return value * -gamma
+
+    @staticmethod
+    def backward(ctx, grad_value: Tensor):
+        from matr.align import _cpu_dp
+
+        arrays = ctx.saved_tensors  # weights, last_column, value, target_lengths, query_lengths, order
+        grad = _cpu_dp.empty(tuple(ctx.shape), arrays[0].dtype)
+        _cpu_dp.run(
+            _cpu_dp.soft_backward,
+            len(arrays[0]),
+            *(x.numpy() for x in arrays),
+            grad_value.detach().to(arrays[0].dtype).contiguous().numpy(),
+            ctx.subsequence,
+            grad.numpy(),
+        )
+        return grad.to(ctx.cost_dtype), None, None, None, None
+
+
 class _SoftDTW(torch.autograd.Function):
-    """Soft-DTW with the analytic backward pass; saves the forward's softmin weights ``(3, M * N, B)``
-    and the last-column cells."""
+    """Soft-DTW with the analytic backward pass in PyTorch (CUDA without Triton, CUDA float64, other
+    devices); saves the forward's softmin weights ``(3, M * N, B)`` and the last-column cells."""
 
     @staticmethod
     def forward(
@@ -240,16 +296,19 @@ def soft_dtw(
     Padding: entries of ``C`` outside ``[:m, :n]`` are ignored (any value, even NaN) and get a
     zero gradient. The DP runs in float32 for fp16/bf16/fp32 input (float64 stays float64) and the
     value has that dtype; the gradient has ``C``'s dtype. Forward and the analytic backward pass
-    (Cuturi and Blondel's recursion for ``E = dV/dR``, not autograd through the loop) are
-    vectorised over the batch and over the ``M + N - 1`` anti-diagonals; on CUDA (fp32, fp16, bf16)
-    they run as Triton kernels (:mod:`matr.align.kernels`), one program per pair. ``dV/dC`` is the
+    (Cuturi and Blondel's recursion for ``E = dV/dR``, not autograd through the loop) run on the
+    CPU as compiled loops over blocks of pairs (:mod:`matr.align._cpu_dp`), on CUDA (fp32, fp16,
+    bf16) as Triton kernels (:mod:`matr.align.kernels`), one program per pair. ``dV/dC`` is the
     expected alignment matrix: non-negative, and as ``gamma -> 0`` it tends to the 0/1 path of
     :func:`hard_alignment` (where the optimum is unique).
     """
     tl, ql = check_inputs("soft_dtw", C, target_lengths, query_lengths)
     if not gamma > 0:
         raise ValueError(f"matr.align.soft_dtw: gamma must be > 0, got {gamma}")
-    function = _TritonSoftDTW if use_triton(C) else _SoftDTW
+    if use_triton(C):
+        function = _TritonSoftDTW
+    else:
+        function = _CompiledSoftDTW if C.device.type == "cpu" else _SoftDTW
     return function.apply(C, tl, ql, float(gamma), bool(subsequence))
 
 
