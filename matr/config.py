@@ -27,10 +27,12 @@ from matr.choices import declare
 
 AlignMethod = Literal["soft_dtw", "drop_dtw", "tcc", "none"]
 AlignCost = Literal["cosine", "contrastive"]
+AlignSpan = Literal["subsequence", "moment"]
 Fusion = Literal["attend", "pool"]
 
 ALIGN_METHODS: tuple[str, ...] = ("soft_dtw", "drop_dtw", "tcc", "none")
 ALIGN_COSTS: tuple[str, ...] = ("cosine", "contrastive")  # matr.align.COSTS
+ALIGN_SPANS: tuple[str, ...] = ("subsequence", "moment")
 FUSIONS: tuple[str, ...] = ("attend", "pool")
 
 
@@ -67,6 +69,11 @@ class ModelConfig:
     align_temperature: float = declare(
         "contrastive cost temperature", 0.1, "softmax temperature of our contrastive cost (the paper has no such cost)"
     )
+    # Target frames the alignment losses align the query with. "subsequence" is the paper's: any
+    # contiguous part of the target (the soft minimum over spans). "moment" (ours): the ground-truth
+    # moment's frames only, each aligned (full DTW), so a loss cannot be met by one target frame
+    # that matches every query frame whatever the content (matr.align.AlignmentLoss).
+    align_span: AlignSpan = "subsequence"
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -87,6 +94,7 @@ class ModelConfig:
         _check_choice(self, "fusion", FUSIONS)
         _check_choice(self, "align_method", ALIGN_METHODS)
         _check_choice(self, "align_cost", ALIGN_COSTS)
+        _check_choice(self, "align_span", ALIGN_SPANS)
         if self.decoder_layers < 0:
             raise ValueError(f"ModelConfig.decoder_layers must be >= 0, got {self.decoder_layers}")
         if self.use_decoder and self.decoder_layers == 0:

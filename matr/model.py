@@ -104,6 +104,13 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     return table
 
 
+def ground_truth_frames(batch: dict) -> tuple[Tensor, Tensor]:
+    """First frame and frame count of each pair's ground-truth moment, from the batch's contiguous,
+    never empty ``foreground`` (B, M) 0/1 targets: ``(start (B,), length (B,))``, long."""
+    foreground = (batch["foreground"] > 0.5) & batch["target_mask"]
+    return foreground.int().argmax(dim=1), foreground.sum(dim=1).clamp(min=1)
+
+
 def span_memory_mask(start: Tensor, end: Tensor, target_mask: Tensor) -> Tensor:
     """Decoder memory key-padding mask: True (ignored) outside ``[start, end]`` and on padding.
 
@@ -271,11 +278,16 @@ class MATR(nn.Module):
         pos_t, pos_q = self._positions(target_mask.shape[1], query_mask.shape[1], target_mask.device)
         et, eq = self.projection(batch["target"]), self.projection(batch["query"])  # (B,M,d), (B,N,d)
         losses = not heads_only
-        align_pre = self._alignment_loss("matr.align_pre", et, eq, lengths) if losses and cfg.align_pre_active else None
+        moment = ground_truth_frames(batch) if losses and cfg.align_span == "moment" else None
+        align_pre = (
+            self._alignment_loss("matr.align_pre", et, eq, lengths, moment) if losses and cfg.align_pre_active else None
+        )
         a_pre = None if self.training or heads_only else self._hard_alignment(et, eq, lengths)
         etg, eqg = self.encode(et, eq, pos_t, pos_q, target_mask, query_mask)
         align_post = (
-            self._alignment_loss("matr.align_post", etg, eqg, lengths) if losses and cfg.align_post_active else None
+            self._alignment_loss("matr.align_post", etg, eqg, lengths, moment)
+            if losses and cfg.align_post_active
+            else None
         )
         a_post = (
             self._hard_alignment(etg, eqg, lengths) if cfg.use_decoder or not (self.training or heads_only) else None
@@ -336,11 +348,18 @@ class MATR(nn.Module):
             sinusoidal_positions(n, d, device) + self.type_embed[1],
         )
 
-    def _alignment_loss(self, label: str, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> Tensor:
+    def _alignment_loss(
+        self,
+        label: str,
+        et: Tensor,
+        eq: Tensor,
+        lengths: tuple[Tensor, Tensor],
+        moment: tuple[Tensor, Tensor] | None,
+    ) -> Tensor:
         cfg = self.config
         loss = AlignmentLoss(cfg.align_method, gamma=cfg.gamma, cost=cfg.align_cost, temperature=cfg.align_temperature)
         with record_function(label):
-            return loss(et, eq, *lengths)
+            return loss(et, eq, *lengths, moment=moment)
 
     def _hard_alignment(self, et: Tensor, eq: Tensor, lengths: tuple[Tensor, Tensor]) -> HardAlignment:
         cfg = self.config

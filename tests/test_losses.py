@@ -6,9 +6,12 @@ import math
 
 import pytest
 import torch
+from conftest import collate_planted
 
-from matr.config import LossConfig
+from matr.align import AlignmentLoss, contrastive_cost, soft_dtw
+from matr.config import LossConfig, override, preset
 from matr.losses import MATRLoss, boundary_losses, foreground_loss
+from matr.model import MATR
 
 
 def test_foreground_bce_on_known_logits_ignores_padding() -> None:
@@ -79,3 +82,55 @@ def test_default_weights_are_the_papers_ones() -> None:
     terms = MATRLoss()(outputs, batch)
     parts = sum(float(terms[k]) for k in ("fg", "l1", "giou", "align_pre", "align_post"))
     assert float(terms["loss"]) == pytest.approx(parts, rel=1e-6)
+
+
+def test_moment_alignment_is_full_soft_dtw_on_the_moment_rows_of_the_whole_targets_cost() -> None:
+    gen = torch.Generator().manual_seed(0)
+    Et, Eq = (
+        torch.randn(3, 9, 8, generator=gen, dtype=torch.float64),
+        torch.randn(3, 4, 8, generator=gen, dtype=torch.float64),
+    )
+    target_lengths, query_lengths = torch.tensor([9, 7, 5]), torch.tensor([4, 3, 2])
+    start, length = torch.tensor([2, 0, 3]), torch.tensor([4, 2, 2])
+    loss = AlignmentLoss("soft_dtw", gamma=0.1, cost="contrastive")
+    values = loss(Et, Eq, target_lengths, query_lengths, moment=(start, length))
+    C = contrastive_cost(Et, Eq, target_lengths)  # softmax over every real target frame
+    for b in range(3):
+        s, m, n = int(start[b]), int(length[b]), int(query_lengths[b])
+        rows = C[b : b + 1, s : s + m, :n]
+        expected = soft_dtw(rows, torch.tensor([m]), torch.tensor([n]), gamma=0.1, subsequence=False)
+        assert float(values[b]) == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_a_content_free_hub_meets_the_subsequence_loss_but_not_the_moment_one() -> None:
+    # Every query frame equals target frame 1, outside the moment (frames 4-6): one target row
+    # matches the whole query, so the subsequence loss is near its minimum; the moment loss is not.
+    gen = torch.Generator().manual_seed(1)
+    Et = torch.randn(1, 10, 16, generator=gen, dtype=torch.float64)
+    Eq = Et[:, 1:2].expand(1, 5, 16)
+    lengths = (torch.tensor([10]), torch.tensor([5]))
+    loss = AlignmentLoss("soft_dtw", gamma=0.1, cost="contrastive")
+    hub = float(loss(Et, Eq, *lengths))
+    moment = float(loss(Et, Eq, *lengths, moment=(torch.tensor([4]), torch.tensor([3]))))
+    assert hub < 0.5
+    # The hub row takes each query frame's softmax mass: a moment cell costs about (1 - cos) / 0.1.
+    assert moment > 10 * max(hub, 1.0)
+
+
+def test_moment_alignment_of_the_model_reads_the_batch_foreground_and_trains() -> None:
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    pairs = [(torch.randn(12, 512, generator=gen), torch.randn(4, 512, generator=gen), (3, 6)) for _ in range(2)]
+    batch = collate_planted(pairs)
+    config = override(preset("smoke"), {"model.align_cost": "contrastive", "model.align_span": "moment"})
+    model = MATR(config).train()
+    terms = MATRLoss(config.loss)(model(batch), batch)
+    terms["loss"].backward()
+    assert set(terms) >= {"align_pre", "align_post"} and torch.isfinite(terms["loss"])
+    assert model.projection.net[0].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        subsequence = MATR(override(config, {"model.align_span": "subsequence"})).eval()
+        subsequence.load_state_dict(model.state_dict())
+        a, b = model(batch)["align_post"], subsequence(batch)["align_post"]
+    assert not torch.allclose(a, b)

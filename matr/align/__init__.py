@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from matr.align.costs import COSTS, alignment_cost, contrastive_cost, cosine_cost
@@ -44,6 +45,7 @@ __all__ = [
     "cosine_cost",
     "drop_dtw",
     "hard_alignment",
+    "moment_rows",
     "soft_dtw",
     "tcc_loss",
 ]
@@ -72,6 +74,13 @@ class AlignmentLoss:
     The losses are raw per-pair values (not normalised by length), as the paper writes them.
     An unknown ``method`` or ``cost`` raises ``ValueError`` when the loss is built.
 
+    ``moment`` (optional, ``(start, length)``, two (B,) integer tensors): align the query with the
+    target frames ``start .. start + length - 1`` only (a ground-truth moment) instead of the best
+    part of the whole target. The cost is still computed over the whole target (the contrastive
+    cost's softmax keeps every target frame as a candidate); the DP then runs on the moment's rows,
+    soft-DTW in full mode, so each of them is aligned with some query frame; TCC cycles through the
+    moment's frames.
+
     Padded frames are excluded by the lengths; for the two DTW losses their embeddings must be
     finite (zeros, say), since they enter the cost before the DP masks them.
     """
@@ -87,9 +96,30 @@ class AlignmentLoss:
         if self.cost not in COSTS:
             raise ValueError(f"matr.align.AlignmentLoss: unknown cost {self.cost!r}; expected one of {COSTS}")
 
-    def __call__(self, Et: Tensor, Eq: Tensor, target_lengths: Tensor, query_lengths: Tensor) -> Tensor:
+    def __call__(
+        self,
+        Et: Tensor,
+        Eq: Tensor,
+        target_lengths: Tensor,
+        query_lengths: Tensor,
+        moment: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         if self.method == "tcc":
+            if moment is not None:
+                Et, target_lengths = moment_rows(Et, *moment), moment[1]
             return tcc_loss(Et, Eq, target_lengths, query_lengths, temperature=self.gamma)
         C = alignment_cost(self.cost, Et, Eq, target_lengths, self.temperature)
-        dp = soft_dtw if self.method == "soft_dtw" else drop_dtw
-        return dp(C, target_lengths, query_lengths, gamma=self.gamma)
+        if moment is not None:
+            C, target_lengths = moment_rows(C, *moment), moment[1]
+        if self.method == "drop_dtw":
+            return drop_dtw(C, target_lengths, query_lengths, gamma=self.gamma)
+        return soft_dtw(C, target_lengths, query_lengths, gamma=self.gamma, subsequence=moment is None)
+
+
+def moment_rows(X: Tensor, start: Tensor, length: Tensor) -> Tensor:
+    """Rows ``start[b] .. start[b] + length[b] - 1`` of each pair, moved to the front:
+    ``X (B, M, K), start (B,), length (B,) -> (B, L, K)`` with ``L = max(length)``; rows past a
+    pair's length are padding (copies of in-range rows, finite)."""
+    rows = start[:, None] + torch.arange(int(length.max()), device=X.device)[None, :]  # (B, L)
+    rows = rows.clamp(max=X.shape[1] - 1)
+    return torch.gather(X, 1, rows[:, :, None].expand(-1, -1, X.shape[2]))
