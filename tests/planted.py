@@ -1,8 +1,15 @@
-"""A planted pair dataset in feature space: each query is a noisy, resampled copy of a target moment."""
+"""Planted pairs in feature space.
+
+* :func:`planted_pairs`: each query is a noisy, resampled copy of a target moment.
+* :func:`event_pair`, :func:`event_batch`: targets with three events of new classes, the query another
+  noisy instance of one of them (issue 9: does a model compare target and query?).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from conftest import collate_planted
 
 from matr.data import InMemoryFeatures, PairRecord
 
@@ -42,3 +49,37 @@ def planted_pairs(
             )
         )
     return InMemoryFeatures(features, clip_length=CLIP_LENGTH), records
+
+
+EVENT_DIM, EVENTS = 512, 3
+
+
+def _event(prototype: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A noisy instance of a class, 4-8 frames: (L, EVENT_DIM)."""
+    length = int(torch.randint(4, 9, (1,), generator=gen))
+    return prototype + torch.randn(length, EVENT_DIM, generator=gen)
+
+
+def event_pair(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Target (M, EVENT_DIM) with EVENTS events of classes drawn for this pair alone, at random places;
+    query (N, EVENT_DIM), another instance of event 0's class; event 0's frame span (first, last)."""
+    prototypes = torch.randn(EVENTS, EVENT_DIM, generator=gen)
+    events = [_event(p, gen) for p in prototypes]
+    gaps = torch.randint(1, 8, (EVENTS + 1,), generator=gen).tolist()
+    order = torch.randperm(EVENTS, generator=gen).tolist()
+    pieces, span, position = [], (0, 0), 0
+    for gap, index in zip(gaps, order, strict=False):
+        pieces += [torch.randn(gap, EVENT_DIM, generator=gen), events[index]]
+        position += gap
+        if index == 0:
+            span = (position, position + len(events[index]) - 1)
+        position += len(events[index])
+    pieces.append(torch.randn(gaps[-1], EVENT_DIM, generator=gen))
+    return torch.cat(pieces), _event(prototypes[0], gen), span
+
+
+def event_batch(pairs: list, swap: bool = False) -> dict:
+    """Collated batch; ``swap``: every query replaced by the next pair's (another class)."""
+    queries = [pair[1] for pair in pairs]
+    queries = queries[1:] + queries[:1] if swap else queries
+    return collate_planted([(target, query, span) for (target, _, span), query in zip(pairs, queries, strict=True)])

@@ -15,45 +15,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import collate_planted
+from planted import event_batch, event_pair
 
 from matr.config import override, preset
 from matr.losses import MATRLoss
 from matr.model import MATR
 from matr.postprocess import predict_spans
 from matr.span_ops import span_iou
-
-DIM, EVENTS = 512, 3
-
-
-def _event(prototype: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A noisy instance of a class, 4-8 frames: (L, DIM)."""
-    length = int(torch.randint(4, 9, (1,), generator=gen))
-    return prototype + torch.randn(length, DIM, generator=gen)
-
-
-def _pair(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Target (M, DIM) with EVENTS events of new classes at random places, query (N, DIM) of event 0, its span."""
-    prototypes = torch.randn(EVENTS, DIM, generator=gen)
-    events = [_event(p, gen) for p in prototypes]
-    gaps = torch.randint(1, 8, (EVENTS + 1,), generator=gen).tolist()
-    order = torch.randperm(EVENTS, generator=gen).tolist()
-    pieces, span, position = [], (0, 0), 0
-    for gap, index in zip(gaps, order, strict=False):
-        pieces += [torch.randn(gap, DIM, generator=gen), events[index]]
-        position += gap
-        if index == 0:
-            span = (position, position + len(events[index]) - 1)
-        position += len(events[index])
-    pieces.append(torch.randn(gaps[-1], DIM, generator=gen))
-    return torch.cat(pieces), _event(prototypes[0], gen), span
-
-
-def _batch(pairs: list, swap: bool = False) -> dict:
-    """Collated batch; ``swap``: every query replaced by the next pair's (another class)."""
-    queries = [pair[1] for pair in pairs]
-    queries = queries[1:] + queries[:1] if swap else queries
-    return collate_planted([(target, query, span) for (target, _, span), query in zip(pairs, queries, strict=True)])
 
 
 def _recall_at_1(model: MATR, batch: dict) -> float:
@@ -92,12 +60,12 @@ def test_trained_heads_find_the_moment_of_their_own_query_not_of_another(objecti
     train_gen, test_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     for _ in range(300):
         model.train()
-        batch = _batch([_pair(train_gen) for _ in range(32)])
+        batch = event_batch([event_pair(train_gen) for _ in range(32)])
         loss = criterion(model(batch), batch)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    test_pairs = [_pair(test_gen) for _ in range(128)]
-    own, other = _recall_at_1(model, _batch(test_pairs)), _recall_at_1(model, _batch(test_pairs, swap=True))
+    test_pairs = [event_pair(test_gen) for _ in range(128)]
+    own, other = _recall_at_1(model, event_batch(test_pairs)), _recall_at_1(model, event_batch(test_pairs, swap=True))
     assert own >= 40
     assert own - other >= 20
