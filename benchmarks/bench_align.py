@@ -17,10 +17,10 @@ the features. Rows per size:
 
 ``/ floor`` is a row's time over the floor's; ``x ours`` a baseline's time over ``ours full`` (and
 Drop-DTW's over ``ours subsequence``); ``max |diff|`` checks a baseline's values against ours.
-Methods run in interleaved rounds (one call of each per round, after one warm-up round) and the
-median is reported, so a change in the machine's load hits every row alike. The load average is
-recorded with the results: this machine is shared, and its absolute times vary with the load;
-the ratios of one run are what to compare.
+Methods run in interleaved rounds (one call of each per round, in an order shuffled anew each
+round, after one warm-up round) and the median is reported, so a change in the machine's load
+hits every row alike. The load average is recorded with the results: this machine is shared, and
+its absolute times vary with the load; the ratios of one run are what to compare.
 
 GPU (``--gpu``): see ``bench_align_gpu.py`` (Triton kernels checked, then timed against pysdtw's
 CUDA kernel, Maghoumi's pytorch-softdtw-cuda and the cost's matmul). Without a GPU the GPU results
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -121,15 +122,23 @@ def methods_at(B: int, M: int, N: int, d: int, seed: int) -> tuple[dict[str, Cal
     return methods, missing
 
 
-def time_interleaved(methods: dict[str, Callable[[], Tensor]], rounds: int) -> tuple[dict[str, float], dict]:
+def time_interleaved(
+    methods: dict[str, Callable[[], Tensor]], rounds: int, seed: int = 0
+) -> tuple[dict[str, float], dict]:
     """Median seconds of each method over ``rounds`` interleaved rounds after a warm-up round
-    (numba compilation, allocator), and each method's values from the warm-up round."""
+    (numba compilation, allocator), and each method's values from the warm-up round. Each round
+    calls the methods in its own order (shuffled with ``seed``), so that no method always follows
+    the same one: a call may be slowed by the one before it (suspected, not shown, for the
+    subsequence row, which always followed the floor's and varied from run to run)."""
     values = {name: fn() for name, fn in methods.items()}
     times: dict[str, list[float]] = {name: [] for name in methods}
+    order = random.Random(seed)
     for _ in range(rounds):
-        for name, fn in methods.items():
+        names = list(methods)
+        order.shuffle(names)
+        for name in names:
             start = time.perf_counter()
-            fn()
+            methods[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}, values
 
@@ -138,7 +147,7 @@ def bench_size(B: int, M: int, N: int, d: int, rounds: int, seed: int = 0) -> li
     """All rows at one size (see the module docstring)."""
     size = f"B={B} M={M} N={N} d={d}"
     methods, missing = methods_at(B, M, N, d, seed)
-    seconds, values = time_interleaved(methods, rounds)
+    seconds, values = time_interleaved(methods, rounds, seed)
     rows = []
     for name, s in seconds.items():
         row = Row(size, name, s * 1e3, over_floor=s / seconds[FLOOR])

@@ -5,10 +5,12 @@ blocks (:func:`run`), and each block runs the DP row by row (target row ``i``, t
 position ``j``) over the cells within its largest lengths, with the pairs of the block
 innermost: the ``LANES`` cells of one ``(i, j)`` are independent, so the compiler vectorises the
 loops over them, the exponentials and the logarithm included (:func:`_exp_lanes`,
-:func:`_log_lanes`: the library functions are scalar calls, and took two thirds of the time). A
-block reads its costs from ``C (B, M, N)`` and writes its gradient into a ``(B, M, N)`` array
-directly (no transposed copy), and keeps its softmin weights in its own contiguous slab of
-``weights (blocks, M, N, 2, LANES)``.
+:func:`_log_lanes`: the library functions are scalar calls, and took two thirds of the time; of
+the three terms of a softmin, whose largest is ``exp(0) = 1``, two are computed,
+:func:`_exp_of_triples`). A block reads its costs from ``C (B, M, N)`` and writes its gradient
+into a ``(B, M, N)`` array directly (no transposed copy), and keeps its softmin weights in its own
+contiguous slab of ``weights (blocks, M, N, 2, LANES)``; both arrays are reused from call to call
+(:func:`empty`). :mod:`matr.align._cpu_drop` runs Drop-DTW on the same machinery.
 
 Same recursion, boundary, padding rule (cells outside ``m x n`` get a zero cost, so they stay
 finite and never reach a real cell) and exponent floor as the PyTorch path of
@@ -23,6 +25,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,11 +60,47 @@ def size_order(target_lengths: Tensor, query_lengths: Tensor) -> Tensor:
     return torch.argsort(target_lengths * (N + 1) + query_lengths, stable=True)
 
 
+#: Most buffers :func:`empty` keeps for reuse (a call's weights and gradient, and a second call's).
+SPARES = 4
+_buffers: list[np.ndarray] = []  # flat bytes, reused once no tensor refers to them
+_buffers_lock = threading.Lock()
+
+
+def _forget_buffers() -> None:
+    """In a forked child: a fresh lock (the parent's may have been held by another thread) and
+    no buffers (the child's copies of the parent's are no concern of its own calls)."""
+    global _buffers_lock
+    _buffers_lock = threading.Lock()
+    _buffers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_buffers)
+
+
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """Uninitialised CPU tensor on NumPy's allocator, which asks the kernel for huge pages on large
-    arrays: first-touching fresh memory then costs several times less than on torch's (86 MB: 13
-    against 73 ms on the benchmark machine), and the weights and gradient are fresh at every call."""
-    return torch.from_numpy(np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
+    """Uninitialised CPU tensor of ``shape`` and ``dtype`` on a buffer that is reused across calls.
+
+    First-touching fresh memory costs page faults, and on the benchmark machine (a VM that reports
+    freed memory to its host) their cost varies widely: under load, 86 MB of fresh huge pages took
+    from 20 ms to over 400 ms, as much as the whole DP. The buffers (NumPy's, which asks for huge pages)
+    are kept; one is handed out again only when no tensor refers to it any more (its reference
+    count: the weights once their autograd context is gone, the gradient once it is consumed),
+    so a training step's weights and gradient reuse the last step's memory. At most
+    :data:`SPARES` unused buffers are kept."""
+    item = torch.empty(0, dtype=dtype).numpy().dtype
+    size = math.prod(shape) * item.itemsize
+    with _buffers_lock:
+        # A buffer only _buffers refers to has a count of 2 (the list's and getrefcount's argument).
+        unused = [i for i in range(len(_buffers)) if sys.getrefcount(_buffers[i]) == 2]
+        fits = [i for i in unused if _buffers[i].nbytes >= size]
+        if fits:
+            buffer = _buffers[min(fits, key=lambda i: _buffers[i].nbytes)]
+        else:
+            buffer = np.empty(size, np.uint8)
+            _buffers.append(buffer)
+            for i in reversed(unused[: max(0, len(unused) - SPARES + 1)]):  # the oldest unused ones
+                del _buffers[i]
+        return torch.from_numpy(buffer[:size].view(item).reshape(shape))
 
 
 def run(kernel: Callable[..., None], count: int, *arguments: object) -> None:
@@ -121,6 +161,41 @@ def _exp_lanes(x, out, bits, shift, bias):
         p = p * f + dt(1.0)
         p = p * f + dt(1.0)
         out[n] = p * scale[n]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _exp_of_triples(x, out, bits, shift, bias, pick, picked):
+    """``out = exp(x)`` for ``x (3 * L,)`` holding triples ``x[n], x[L + n], x[2 * L + n]`` whose
+    largest is 0 (differences to their maximum, as in a log-sum-exp): :func:`_exp_lanes` runs on
+    the other two of each triple only (``pick``, ``picked``: scratch ``(2 * L,)``, ``bits`` at
+    least ``2 * L``) and the largest gets ``exp(0) = 1``, which :func:`_exp_lanes` returns exactly:
+    the same values, bit for bit, for two thirds of the work."""
+    one = out.dtype.type(1.0)
+    L = len(x) // 3
+    for n in range(L):
+        a, b, c = x[n], x[L + n], x[2 * L + n]
+        pick[n] = max(min(a, b), min(max(a, b), c))  # the middle one
+        pick[L + n] = min(min(a, b), c)
+    _exp_lanes(pick, picked, bits, shift, bias)
+    for n in range(L):
+        middle, low = pick[n], pick[L + n]
+        for t in range(3):
+            v = x[t * L + n]
+            out[t * L + n] = picked[n] if v == middle else (picked[L + n] if v == low else one)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _exp_of_pairs(x, out, bits, shift, bias, pick, picked):
+    """The same as :func:`_exp_of_triples` for pairs ``x[n], x[L + n]`` (``x (2 * L,)``), one of
+    which is 0: one exponential per pair (``pick``, ``picked``, ``bits``: at least ``L``)."""
+    one = out.dtype.type(1.0)
+    L = len(x) // 2
+    for n in range(L):
+        pick[n] = min(x[n], x[L + n])
+    _exp_lanes(pick[:L], picked[:L], bits[:L], shift, bias)
+    for n in range(L):
+        for t in range(2):
+            out[t * L + n] = picked[n] if x[t * L + n] == pick[n] else one
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -194,9 +269,10 @@ def soft_forward(
         block, pairs, lanes, height, width = _block(order, lengths_t, lengths_q, k, count)
         rows = np.empty((2, N + 1, LANES), weights.dtype)  # Q of rows i - 1 and i
         tile = np.zeros((N + 1, LANES), weights.dtype)
-        bits = np.empty(3 * LANES, integers)  # scratch of _exp_lanes
+        bits = np.empty(2 * LANES, integers)  # scratch of _exp_lanes
         args = np.empty(3 * LANES, weights.dtype)
         exps = np.empty(3 * LANES, weights.dtype)
+        pick, picked = np.empty(2 * LANES, weights.dtype), np.empty(2 * LANES, weights.dtype)
         tops = np.empty(LANES, weights.dtype)
         logs = np.empty(LANES, weights.dtype)
         totals = np.empty(LANES, weights.dtype)
@@ -215,7 +291,7 @@ def soft_forward(
                     args[lane] = max(d - top, floor)
                     args[LANES + lane] = max(u - top, floor)
                     args[2 * LANES + lane] = max(left - top, floor)
-                _exp_lanes(args, exps, bits, shift, bias)
+                _exp_of_triples(args, exps, bits, shift, bias, pick, picked)
                 for lane in range(LANES):
                     totals[lane] = exps[lane] + exps[LANES + lane] + exps[2 * LANES + lane]
                 _log_lanes(totals, logs)

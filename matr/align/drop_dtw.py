@@ -47,16 +47,23 @@ def percentile_drop_cost(C: Tensor, target_lengths: Tensor, query_lengths: Tenso
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"matr.align.drop_dtw: drop_percentile must lie in [0, 1], got {q}")
     B, M, N = C.shape
-    valid = valid_cells(target_lengths, query_lengths, M, N).view(B, -1)
     dtype = dp_dtype(C)
     position = q * (target_lengths * query_lengths - 1).to(dtype)
     lo = position.floor().long()
     hi = position.ceil().long()
-    # The smallest hi + 1 values of each pair, in order (padding is BIG, so it sorts last): a partial sort.
-    costs = torch.where(valid, C.detach().to(dtype).view(B, -1), BIG)
-    values = costs.topk(int(hi.max()) + 1, dim=1, largest=False, sorted=True).values
-    v_lo = values.gather(1, lo[:, None])[:, 0]
-    v_hi = values.gather(1, hi[:, None])[:, 0]
+    if C.device.type == "cpu":  # a selection per pair, on the compiled path's threads
+        from matr.align import _cpu_dp, _cpu_drop
+
+        pair = torch.empty(B, 2, dtype=dtype)
+        arrays = (C.detach().to(dtype).contiguous(), target_lengths.long(), query_lengths.long(), lo)
+        _cpu_dp.run(_cpu_drop.order_statistics, B, *(x.contiguous().numpy() for x in arrays), pair.numpy())
+        v_lo, v_hi = pair[:, 0], torch.where(hi > lo, pair[:, 1], pair[:, 0])
+    else:  # the smallest hi + 1 values of each pair, in order (padding is BIG, so it sorts last)
+        valid = valid_cells(target_lengths, query_lengths, M, N).view(B, -1)
+        costs = torch.where(valid, C.detach().to(dtype).view(B, -1), BIG)
+        values = costs.topk(int(hi.max()) + 1, dim=1, largest=False, sorted=True).values
+        v_lo = values.gather(1, lo[:, None])[:, 0]
+        v_hi = values.gather(1, hi[:, None])[:, 0]
     return v_lo + (position - lo) * (v_hi - v_lo)
 
 
@@ -151,8 +158,8 @@ def _drop_backward(weights: Tensor, terminal: Tensor, end_index: Tensor, M: int,
 
 
 class _DropDTW(torch.autograd.Function):
-    """Drop-DTW with the analytic backward pass; saves the forward's softmin weights and ``Qr``'s
-    last-column cells."""
+    """Drop-DTW with the analytic backward pass in PyTorch (CUDA without Triton, CUDA float64, other
+    devices; the reference of the compiled CPU path); saves the forward's softmin weights."""
 
     @staticmethod
     def forward(ctx, C: Tensor, target_lengths: Tensor, query_lengths: Tensor, delta: Tensor, gamma: float) -> Tensor:
@@ -175,6 +182,52 @@ class _DropDTW(torch.autograd.Function):
         terminal = torch.where(end_row == target_lengths, grad_value.to(weights.dtype), 0.0)
         rows = _drop_backward(weights, terminal, end_index, M, N)
         return rows_to_batch_major(rows, M, N, ctx.cost_dtype), None, None, None, None
+
+
+class _CompiledDropDTW(torch.autograd.Function):
+    """Drop-DTW on the CPU through the compiled loops of :mod:`matr.align._cpu_drop`, on as many
+    threads as torch uses; saves the softmin weights ``(blocks, M, N, 3, LANES)``."""
+
+    @staticmethod
+    def forward(ctx, C: Tensor, target_lengths: Tensor, query_lengths: Tensor, delta: Tensor, gamma: float) -> Tensor:
+        from matr.align import _cpu_dp, _cpu_drop
+
+        B, M, N = C.shape
+        dtype = dp_dtype(C)
+        weights = _cpu_dp.empty((_cpu_dp.blocks(B), M, N, 3, _cpu_dp.LANES), dtype)
+        value = torch.empty(B, dtype=dtype)
+        order = _cpu_dp.size_order(target_lengths, query_lengths)
+        _cpu_dp.run(
+            _cpu_drop.drop_forward,
+            len(weights),
+            C.detach().to(dtype).contiguous().numpy(),
+            target_lengths.numpy(),
+            query_lengths.numpy(),
+            order.numpy(),
+            (-delta / gamma).to(dtype).contiguous().numpy(),
+            gamma,
+            weights.numpy(),
+            value.numpy(),
+            *_cpu_dp.bit_layout(dtype),
+        )
+        ctx.save_for_backward(weights, target_lengths, query_lengths, order)
+        ctx.shape, ctx.cost_dtype = C.shape, C.dtype
+        return value * -gamma
+
+    @staticmethod
+    def backward(ctx, grad_value: Tensor):
+        from matr.align import _cpu_dp, _cpu_drop
+
+        arrays = ctx.saved_tensors  # weights, target_lengths, query_lengths, order
+        grad = _cpu_dp.empty(tuple(ctx.shape), arrays[0].dtype)
+        _cpu_dp.run(
+            _cpu_drop.drop_backward,
+            len(arrays[0]),
+            *(x.numpy() for x in arrays),
+            grad_value.detach().to(arrays[0].dtype).contiguous().numpy(),
+            grad.numpy(),
+        )
+        return grad.to(ctx.cost_dtype), None, None, None, None
 
 
 class _TritonDropDTW(torch.autograd.Function):
@@ -233,8 +286,9 @@ def drop_dtw(
     loss (no gradient flows through it).
 
     Forward and the analytic backward pass (the adjoint recursion over both tables, in log space)
-    sweep the ``M + N - 1`` anti-diagonals as :func:`matr.align.soft_dtw` does; on CUDA (fp32,
-    fp16, bf16) they run as Triton kernels (:mod:`matr.align.kernels`). Padding is ignored and gets
+    run on the CPU as compiled loops over blocks of pairs (:mod:`matr.align._cpu_drop`), on CUDA
+    (fp32, fp16, bf16) as Triton kernels (:mod:`matr.align.kernels`), and otherwise sweep the
+    ``M + N - 1`` anti-diagonals in PyTorch, the reference of both. Padding is ignored and gets
     zero gradient; the DP runs in float32 (float64 stays float64) and the gradient has ``C``'s dtype.
     """
     tl, ql = check_inputs("drop_dtw", C, target_lengths, query_lengths)
@@ -244,5 +298,8 @@ def drop_dtw(
         delta = percentile_drop_cost(C, tl, ql, drop_percentile)
     else:
         delta = torch.full((C.shape[0],), float(drop_cost), dtype=dp_dtype(C), device=C.device)
-    function = _TritonDropDTW if use_triton(C) else _DropDTW
+    if use_triton(C):
+        function = _TritonDropDTW
+    else:
+        function = _CompiledDropDTW if C.device.type == "cpu" else _DropDTW
     return function.apply(C, tl, ql, delta, float(gamma))

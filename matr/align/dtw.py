@@ -55,7 +55,7 @@ choices.declare(
 choices.declare(
     "DP precision",
     "float32 for fp16/bf16/fp32 costs (float64 stays float64); Triton kernels on CUDA, compiled loops "
-    "(numba) for soft-DTW on CPU, PyTorch otherwise",
+    "(numba) for soft-DTW and Drop-DTW on CPU, PyTorch otherwise",
     "accumulated costs over m + n cells lose too much in half precision; the two paths agree to float32 rounding",
 )
 
