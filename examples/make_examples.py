@@ -82,7 +82,7 @@ def train(args: argparse.Namespace, store: Path, data: Path, workdir: Path) -> P
     out = workdir / "run"
     run(
         "train", "--features", str(store), "--annotations", str(data / "annotations" / "train.jsonl"),
-        "--split", "train", "--preset", "smoke", "--set", "model.align_cost=contrastive",
+        "--split", "train", "--preset", "smoke", "--set", "model.align_cost=contrastive", "--set", "model.align_span=moment",
         "--epochs", str(args.epochs), "--batch-size", "8", "--lr", "1e-3", "--seed", str(args.seed),
         "--device", "cpu", "--out", str(out), "--quiet",
     )  # fmt: skip

@@ -78,6 +78,19 @@ def test_targets_follow_sportsmoments_timings(demo_plan):
     assert 0.4 <= np.median(start / duration) <= 0.52
 
 
+def test_tiny_halves_its_targets_and_keeps_everything_else():
+    tiny = SIZES["tiny"]
+    scaled, full = plan_dataset(tiny, 0), plan_dataset(dataclasses.replace(tiny, target_scale=1.0), 0)
+    assert tiny.target_scale == 0.5 and SIZES["demo"].target_scale == 1.0
+    assert {split: len(scaled.annotations[split]) for split in SPLITS} == {"train": 35, "val": 8, "test": 12}
+    pairs = list(zip(scaled.videos, full.videos, strict=True))
+    targets = [(a, b) for a, b in pairs if a.video_id.split("_")[-1].startswith("t")]
+    assert all(a == b for a, b in pairs if not a.video_id.split("_")[-1].startswith("t"))  # queries
+    assert all(abs(2 * a.duration - b.duration) <= 1 for a, b in targets)
+    assert all(a.moment[1] - a.moment[0] == pytest.approx(b.moment[1] - b.moment[0]) for a, b in targets)
+    assert all(31 <= a.duration <= 69 for a, _ in targets)
+
+
 def test_targets_are_reused_across_queries_of_their_class(demo_plan):
     records = demo_plan.annotations["test"]
     assert len({r["vid"] for r in records}) * SIZES["demo"].pairs_per_target[2] == len(records)
@@ -136,10 +149,12 @@ def test_render_accepts_a_manifest_written_before_sizes_were_called_sizes(tmp_pa
     legacy["profile"] = {**{k: v for k, v in size.items() if k != "frame_size"}, "size": size["frame_size"]}
     manifest.write_text(json.dumps(legacy), encoding="utf-8")
     assert render_dataset(tmp_path, MICRO, seed=0, progress=False).rendered == 0
-    assert json.loads(manifest.read_text(encoding="utf-8"))["size"] == size
+    assert json.loads(manifest.read_text(encoding="utf-8"))["size"] == size and "target_scale" not in size
     manifest.write_text(json.dumps(legacy), encoding="utf-8")
     with pytest.raises(ValueError, match="another dataset"):
         render_dataset(tmp_path, dataclasses.replace(MICRO, frame_size=34), seed=0, progress=False)
+    with pytest.raises(ValueError, match="another dataset"):
+        render_dataset(tmp_path, dataclasses.replace(MICRO, target_scale=0.5), seed=0, progress=False)
 
 
 def test_dataset_diagnostic_reads_a_rendered_split_and_its_decoys(tmp_path):

@@ -85,10 +85,19 @@ def _read_manifest(path: Path) -> dict:
     return found
 
 
+def _size_record(size: SyntheticSize) -> dict:
+    """``size`` as the manifest records it: ``target_scale`` only when it is not 1, so that manifests
+    written before sizes had one still describe their dataset."""
+    record = dataclasses.asdict(size)
+    if record["target_scale"] == 1.0:
+        del record["target_scale"]
+    return record
+
+
 def _claim_root(root: Path, size: SyntheticSize, seed: int) -> None:
     """Writes ``manifest.json``, or checks that an existing one describes the same dataset (and brings it up to date)."""
     identity = json.loads(
-        json.dumps({"generator": GENERATOR, "version": VERSION, "seed": seed, "size": dataclasses.asdict(size)})
+        json.dumps({"generator": GENERATOR, "version": VERSION, "seed": seed, "size": _size_record(size)})
     )
     manifest = root / "manifest.json"
     if manifest.exists():
