@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from matr import experiments as ex
 from matr.config import preset
@@ -29,7 +30,7 @@ from matr.experiments.evaluation import (
     other_class_queries,
     predictions,
 )
-from matr.experiments.profiles import load_profile
+from matr.experiments.profiles import load_profile, profile_from_dict
 from matr.experiments.runs import checkpoint_path, train_run
 from matr.experiments.tables import METRIC_COLUMNS, PAPER_COLUMNS, paper_row, reported_results
 from matr.experiments.variants import Variant
@@ -290,6 +291,37 @@ def _write_workdir(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write_workdir(tmp_path_factory.mktemp("experiments"))
+
+
+@pytest.mark.parametrize("name", sorted(ex.PROFILES))
+def test_a_profile_reaches_a_child_process_unchanged(name: str) -> None:
+    profile = ex.get_profile(name)
+    received = profile_from_dict(json.loads(json.dumps(dataclasses.asdict(profile))))
+    assert compose(received, "finetuned", 1).to_dict() == compose(profile, "finetuned", 1).to_dict()
+    assert received.parallel_runs == profile.parallel_runs
+
+
+def test_parallel_runs_train_the_weights_of_runs_trained_one_by_one(tmp_path: Path) -> None:
+    """Two runs at a time, in child processes, then one alone in this process: the same bits as in sequence."""
+    names = ["finetuned", "scratch", "no_pre"]
+    alone, together = _write_workdir(tmp_path / "alone"), _write_workdir(tmp_path / "together")
+    ex.train_variants(PROFILE, alone, names)
+    checkpoints = ex.train_variants(dataclasses.replace(PROFILE, parallel_runs=2), together, names)
+    logs = sorted(path.parent.parent.name for path in (together / "runs").rglob("train.log"))
+    assert logs == ["pretrain", "scratch"]  # inits' level: pretrain + scratch in children, no_pre here; then finetuned
+    for (name, seed), path in checkpoints.items():
+        first, second = (torch.load(root / path.relative_to(together), weights_only=True) for root in (alone, together))
+        assert first["epoch"] == second["epoch"] == PROFILE.finetune_epochs
+        for key, value in first["model"].items():
+            assert torch.equal(value, second["model"][key]), f"{name} seed {seed}: {key} differs"
+
+
+def test_a_failing_child_run_raises_naming_the_run_and_its_log(tmp_path: Path) -> None:
+    root = _write_workdir(tmp_path)
+    (root / "runs" / "scratch" / "seed0").mkdir(parents=True)
+    (root / "runs" / "scratch" / "seed0" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match=r"training run 'scratch' seed 0 failed in its process .*train\.log"):
+        ex.train_variants(dataclasses.replace(PROFILE, parallel_runs=2), root, ["scratch", "no_pre"])
 
 
 def test_evaluating_an_untrained_variant_fails_in_one_line_without_training(tmp_path: Path) -> None:

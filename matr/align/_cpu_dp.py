@@ -250,6 +250,47 @@ def _costs(C, lengths_t, lengths_q, pairs, lanes, i, columns, scale, tile):
             tile[j, lane] = scale * C[b, i - 1, j - 1] if real_row and j <= lengths_q[b] else zero
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _lane_scratch(dtype, integers):
+    """Scratch of :func:`_softmin_cell`: ``(bits, args, exps, pick, picked, tops, logs, totals)``."""
+    return (
+        np.empty(2 * LANES, integers),
+        np.empty(3 * LANES, dtype),
+        np.empty(3 * LANES, dtype),
+        np.empty(2 * LANES, dtype),
+        np.empty(2 * LANES, dtype),
+        np.empty(LANES, dtype),
+        np.empty(LANES, dtype),
+        np.empty(LANES, dtype),
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _softmin_cell(diag, up, left, j, tile, out, w, floor, scratch, shift, bias):
+    """Cell ``j`` of a row, every lane: ``out[j] = tile[j] + logsumexp(diag[j - 1], up[j], left[j - 1])``
+    (rows ``(N + 1, LANES)``, scaled domain), each term's exponent floored at ``floor``; ``w (2,
+    LANES)`` gets the softmin weights of the diagonal and up terms (the left one's is 1 minus their
+    sum). ``scratch``: :func:`_lane_scratch`."""
+    bits, args, exps, pick, picked, tops, logs, totals = scratch
+    one = out.dtype.type(1.0)
+    for lane in range(LANES):
+        d, u, lt = diag[j - 1, lane], up[j, lane], left[j - 1, lane]
+        top = max(max(d, u), lt)
+        tops[lane] = top
+        args[lane] = max(d - top, floor)
+        args[LANES + lane] = max(u - top, floor)
+        args[2 * LANES + lane] = max(lt - top, floor)
+    _exp_of_triples(args, exps, bits, shift, bias, pick, picked)
+    for lane in range(LANES):
+        totals[lane] = exps[lane] + exps[LANES + lane] + exps[2 * LANES + lane]
+    _log_lanes(totals, logs)
+    for lane in range(LANES):
+        out[j, lane] = tile[j, lane] + tops[lane] + logs[lane]
+        inverse = one / totals[lane]
+        w[0, lane] = exps[lane] * inverse
+        w[1, lane] = exps[LANES + lane] * inverse
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def soft_forward(
     first, last, C, lengths_t, lengths_q, order, gamma, subsequence, weights, last_column, values, integers, shift, bias
@@ -262,20 +303,14 @@ def soft_forward(
     computes only the cells within its largest lengths."""
     N = C.shape[2]
     dt = weights.dtype.type
-    one, floor, start = dt(1.0), dt(EXP_FLOOR), dt(0.0) if subsequence else dt(-BIG)
+    floor, start = dt(EXP_FLOOR), dt(0.0) if subsequence else dt(-BIG)
     scale = dt(-1.0 / gamma)
     count = weights.shape[0]
     for k in range(first, last):
         block, pairs, lanes, height, width = _block(order, lengths_t, lengths_q, k, count)
         rows = np.empty((2, N + 1, LANES), weights.dtype)  # Q of rows i - 1 and i
         tile = np.zeros((N + 1, LANES), weights.dtype)
-        bits = np.empty(2 * LANES, integers)  # scratch of _exp_lanes
-        args = np.empty(3 * LANES, weights.dtype)
-        exps = np.empty(3 * LANES, weights.dtype)
-        pick, picked = np.empty(2 * LANES, weights.dtype), np.empty(2 * LANES, weights.dtype)
-        tops = np.empty(LANES, weights.dtype)
-        logs = np.empty(LANES, weights.dtype)
-        totals = np.empty(LANES, weights.dtype)
+        scratch = _lane_scratch(weights.dtype, integers)
         rows[0, 0, :] = 0.0  # R[0, 0]
         rows[0, 1:, :] = -BIG  # R[0, j]
         for i in range(1, height + 1):
@@ -283,23 +318,7 @@ def soft_forward(
             _costs(C, lengths_t, lengths_q, pairs, lanes, i, width, scale, tile)
             cur[0, :] = start
             for j in range(1, width + 1):
-                w = weights[block, i - 1, j - 1]
-                for lane in range(LANES):
-                    d, u, left = prev[j - 1, lane], prev[j, lane], cur[j - 1, lane]
-                    top = max(max(d, u), left)
-                    tops[lane] = top
-                    args[lane] = max(d - top, floor)
-                    args[LANES + lane] = max(u - top, floor)
-                    args[2 * LANES + lane] = max(left - top, floor)
-                _exp_of_triples(args, exps, bits, shift, bias, pick, picked)
-                for lane in range(LANES):
-                    totals[lane] = exps[lane] + exps[LANES + lane] + exps[2 * LANES + lane]
-                _log_lanes(totals, logs)
-                for lane in range(LANES):
-                    cur[j, lane] = tile[j, lane] + tops[lane] + logs[lane]
-                    inverse = one / totals[lane]
-                    w[0, lane] = exps[lane] * inverse
-                    w[1, lane] = exps[LANES + lane] * inverse
+                _softmin_cell(prev, prev, cur, j, tile, cur, weights[block, i - 1, j - 1], floor, scratch, shift, bias)
             for lane in range(lanes):
                 last_column[pairs[lane], i - 1] = cur[lengths_q[pairs[lane]], lane]
         for lane in range(lanes):

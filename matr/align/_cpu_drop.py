@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from matr.align._cpu_dp import LANES, _block, _costs, _exp_of_pairs, _exp_of_triples, _log_lanes
+from matr.align._cpu_dp import LANES, _block, _costs, _exp_of_pairs, _lane_scratch, _log_lanes, _softmin_cell
 from matr.align._tables import BIG, EXP_FLOOR
 
 
@@ -34,7 +34,7 @@ def drop_forward(first, last, C, lengths_t, lengths_q, order, drop, gamma, weigh
     last - 1``; a block computes only the cells within its largest lengths."""
     N = C.shape[2]
     dt = weights.dtype.type
-    one, floor, low = dt(1.0), dt(EXP_FLOOR), dt(-BIG)
+    floor, low = dt(EXP_FLOOR), dt(-BIG)
     scale = dt(-1.0 / gamma)
     count = weights.shape[0]
     for k in range(first, last):
@@ -43,13 +43,8 @@ def drop_forward(first, last, C, lengths_t, lengths_q, order, drop, gamma, weigh
         kept = np.empty((2, N + 1, LANES), weights.dtype)  # Qr of rows i - 1 and i
         tile = np.zeros((N + 1, LANES), weights.dtype)
         drops = np.zeros(LANES, weights.dtype)
-        bits = np.empty(2 * LANES, integers)  # scratch of _exp_lanes
-        args = np.empty(3 * LANES, weights.dtype)
-        exps = np.empty(3 * LANES, weights.dtype)
-        pick, picked = np.empty(2 * LANES, weights.dtype), np.empty(2 * LANES, weights.dtype)
-        tops = np.empty(LANES, weights.dtype)
-        logs = np.empty(LANES, weights.dtype)
-        totals = np.empty(LANES, weights.dtype)
+        scratch = _lane_scratch(weights.dtype, integers)
+        bits, args, exps, pick, picked, tops, logs, totals = scratch
         for lane in range(lanes):
             drops[lane] = drop[pairs[lane]]
         matched[0] = low
@@ -63,23 +58,9 @@ def drop_forward(first, last, C, lengths_t, lengths_q, order, drop, gamma, weigh
                 r_cur[0, lane] = drops[lane] * dt(i)
             for j in range(1, width + 1):
                 w = weights[block, i - 1, j - 1]
+                _softmin_cell(r_prev, d_prev, d_cur, j, tile, d_cur, w, floor, scratch, shift, bias)
                 for lane in range(LANES):
-                    d, u, left = r_prev[j - 1, lane], d_prev[j, lane], d_cur[j - 1, lane]
-                    top = max(max(d, u), left)
-                    tops[lane] = top
-                    args[lane] = max(d - top, floor)
-                    args[LANES + lane] = max(u - top, floor)
-                    args[2 * LANES + lane] = max(left - top, floor)
-                _exp_of_triples(args, exps, bits, shift, bias, pick, picked)
-                for lane in range(LANES):
-                    totals[lane] = exps[lane] + exps[LANES + lane] + exps[2 * LANES + lane]
-                _log_lanes(totals, logs)
-                for lane in range(LANES):
-                    q = tile[j, lane] + tops[lane] + logs[lane]
-                    d_cur[j, lane] = q
-                    inverse = one / totals[lane]
-                    w[0, lane] = exps[lane] * inverse
-                    w[1, lane] = exps[LANES + lane] * inverse
+                    q = d_cur[j, lane]
                     dropped = r_prev[j, lane] + drops[lane]
                     top = max(q, dropped)
                     tops[lane] = top

@@ -10,6 +10,7 @@ its fields is refused by :func:`matr.config.from_mapping`, the one unknown-key c
     finetune_epochs = 40
     seeds = 1                     # training seeds of every variant (profile seed, seed + 1, ...)
     ablation_seeds = 1            # optional: fewer seeds for the variants only the ablations use
+    parallel_runs = 1             # training runs at once, each in its own process (same numbers as one by one)
     [data]                        # DataConfig fields
     [model.model]                 # ModelConfig fields over the preset ([model.loss]: LossConfig)
     [train]                       # matr.train.TrainConfig fields shared by both stages
@@ -76,6 +77,7 @@ class Profile:
     seed: int = 0
     seeds: int = 1
     ablation_seeds: int | None = None  # None: ``seeds``
+    parallel_runs: int = 1  # training runs at once (matr.experiments.runs.train_variants)
     checkpoint: Literal["last", "best"] = CHECKPOINT
     model: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     train: Mapping[str, Any] = field(default_factory=dict)
@@ -84,6 +86,8 @@ class Profile:
     def __post_init__(self) -> None:
         if self.pretrain_epochs < 0 or self.finetune_epochs < 1 or min(self.seeds, self.ablation_seeds or 1) < 1:
             raise ValueError(f"profile {self.name!r}: needs pretrain_epochs >= 0, finetune_epochs >= 1, seeds >= 1")
+        if self.parallel_runs < 1:
+            raise ValueError(f"profile {self.name!r}: parallel_runs must be >= 1, got {self.parallel_runs}")
         if self.checkpoint not in ("last", "best"):
             raise ValueError(f"profile {self.name!r}: checkpoint must be 'last' or 'best', got {self.checkpoint!r}")
         if self.data.synthetic is not None and self.data.folder is not None:
@@ -142,6 +146,11 @@ def load_profile(path: str | os.PathLike) -> Profile:
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from error
     return profile
+
+
+def profile_from_dict(data: Mapping[str, Any]) -> Profile:
+    """Inverse of ``dataclasses.asdict`` on a :class:`Profile` (how a child process receives its profile)."""
+    return from_mapping(Profile, {**data, "data": from_mapping(DataConfig, data["data"])})
 
 
 def _lookup(table: Mapping[str, Any], key: str) -> Any:
