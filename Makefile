@@ -33,6 +33,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_cli.py
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_loader.py
+	$(PY) benchmarks/bench_parallel_runs.py
 
 clean-venv:
 	rm -rf $(VENV)
