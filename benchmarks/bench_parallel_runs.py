@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_train import CLIP_LENGTH, demo_records
 
-from matr.data import PairRecord, save_pairs
+from matr.data import save_pairs
 from matr.experiments import get_profile, train_variants
 from matr.experiments.profiles import Profile
 from matr.experiments.workspace import Workspace
@@ -36,7 +37,6 @@ from matr.provenance import provenance
 from matr.synthetic import SIZES, plan_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_parallel_runs.json"
-CLIP_LENGTH = 2.0
 SPLITS = ("train", "val")
 
 
@@ -58,19 +58,7 @@ def write_demo_shaped_workdir(root: Path, seed: int = 0) -> None:
                     ),
                 )
     for split in SPLITS:
-        records = [
-            PairRecord(
-                pair_id=f"{row['qid']}->{row['vid']}",
-                query_video=row["qid"],
-                target_video=row["vid"],
-                duration=row["duration"],
-                windows=(tuple(row["relevant_windows"][0]),),
-                action_class=row["action_class"],
-                split=split,
-            )
-            for row in plan.annotations[split]
-        ]
-        save_pairs(records, Workspace(root).data / "annotations" / f"{split}.jsonl")
+        save_pairs(demo_records(plan, split), Workspace(root).data / "annotations" / f"{split}.jsonl")
 
 
 def train_both_seeds(profile: Profile, root: Path) -> tuple[float, dict[tuple[str, int], dict]]:

@@ -34,7 +34,7 @@ from matr.experiments.profiles import get_profile
 from matr.features.video import num_windows
 from matr.io import write_json
 from matr.provenance import provenance
-from matr.synthetic import SIZES, plan_dataset
+from matr.synthetic import SIZES, DatasetPlan, plan_dataset
 from matr.train import fit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_train.json"
@@ -52,7 +52,12 @@ def demo_training_data(seed: int = 0) -> tuple[InMemoryFeatures, list[PairRecord
         for spec in plan.videos
         if spec.video_id.startswith("train_")
     }
-    records = [
+    return InMemoryFeatures(features, CLIP_LENGTH), demo_records(plan, "train")
+
+
+def demo_records(plan: DatasetPlan, split: str) -> list[PairRecord]:
+    """The pair records of one split of a synthetic plan."""
+    return [
         PairRecord(
             pair_id=f"{row['qid']}->{row['vid']}",
             query_video=row["qid"],
@@ -60,11 +65,10 @@ def demo_training_data(seed: int = 0) -> tuple[InMemoryFeatures, list[PairRecord
             duration=row["duration"],
             windows=(tuple(row["relevant_windows"][0]),),
             action_class=row["action_class"],
-            split="train",
+            split=split,
         )
-        for row in plan.annotations["train"]
+        for row in plan.annotations[split]
     ]
-    return InMemoryFeatures(features, CLIP_LENGTH), records
 
 
 def time_training(
