@@ -47,6 +47,7 @@ from torch import Tensor
 
 from matr.align import AlignmentLoss, cosine_cost, drop_dtw, hard_alignment, soft_dtw
 from matr.io import write_json
+from matr.provenance import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GAMMA = 0.1
@@ -270,6 +271,7 @@ def main() -> None:
     write_json(
         args.output,
         {
+            "provenance": provenance(benchmark="bench_align"),
             "machine": info,
             "settings": {"rounds": rounds, "threads": args.threads, "gamma": GAMMA, "sizes": sizes},
             "rows": [asdict(r) for r in rows],
