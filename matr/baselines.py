@@ -101,13 +101,15 @@ def video_match(
     config: VideoMatchConfig | None = None,
     duration: float | None = None,
 ) -> RankedSpans:
-    """Video Match for one pair: target ``(M, d)``, query ``(N, d)`` -> up to ``top_k`` ranked spans (s)."""
+    """Video Match for one pair: target ``(M, d)``, query ``(N, d)`` -> up to ``top_k`` ranked spans (s).
+
+    Features of any float dtype are scored in float32."""
     config = config or VideoMatchConfig()
     if target.ndim != 2 or query.ndim != 2 or target.shape[1] != query.shape[1]:
         raise ValueError(f"expected target (M, d) and query (N, d), got {tuple(target.shape)} and {tuple(query.shape)}")
     if len(target) == 0 or len(query) == 0:
         raise ValueError("video_match needs at least one target frame and one query frame")
-    spans, scores = _window_scores(target, query, clip_length, config)
+    spans, scores = _window_scores(target.float(), query.float(), clip_length, config)
     keep = nms_1d(spans, scores, config.nms_threshold, max_keep=config.top_k)
     spans, scores = spans[keep], scores[keep]
     if duration is not None:

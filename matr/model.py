@@ -138,7 +138,9 @@ class Projection(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        """``x (..., input_dim)`` in any float dtype (float16 batches of stored features are converted
+        here, on the model's device) -> ``(..., d)``."""
+        return self.net(x.to(self.net[0].weight.dtype))
 
 
 class Attention(nn.Module):

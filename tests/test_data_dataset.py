@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from matr.config import ModelConfig
+from matr.baselines import video_match_batch
+from matr.config import ModelConfig, preset
 from matr.data.dataset import (
     FrameLimits,
     InMemoryFeatures,
@@ -16,6 +17,7 @@ from matr.data.dataset import (
     resample_frames,
 )
 from matr.data.records import PairRecord
+from matr.model import MATR
 from matr.span_ops import frame_targets
 
 C = 2.0
@@ -81,7 +83,8 @@ def test_collate_pads_and_builds_the_contract_batch():
     ]
     batch = collate_pairs([PairDataset(records, _source(q=6, t=50, u=5))[i] for i in range(2)])
     assert batch["target"].shape == (2, 50, 3) and batch["query"].shape == (2, 6, 3)
-    assert batch["target"].dtype == torch.float32 and batch["target_mask"].dtype == torch.bool
+    assert batch["target"].dtype == torch.float16, "every item's features are float16: the batch keeps it"
+    assert batch["target_mask"].dtype == torch.bool
     assert batch["target_lengths"].tolist() == [50, 5] and batch["query_lengths"].tolist() == [6, 2]
     assert batch["target_mask"][1].tolist() == [True] * 5 + [False] * 45
     assert batch["query_mask"][1].tolist() == [True] * 2 + [False] * 4
@@ -181,14 +184,34 @@ def test_only_the_rows_of_the_clips_are_read():
     assert query.slices == [(1, 5)] and target.slices == [(2, 11)]
 
 
-def test_memory_mapped_float16_features_collate_as_float32(tmp_path):
+def test_memory_mapped_float16_features_stay_float16_and_mixed_dtypes_pad_as_float32(tmp_path):
     np.save(tmp_path / "t.npy", _ramp(20, dim=512))
     source = InMemoryFeatures({"t": np.load(tmp_path / "t.npy", mmap_mode="r"), "q": _ramp(4, dim=512)}, C)
     item = PairDataset([_record(duration=40.0)], source)[0]
-    assert item["target"].dtype == torch.float16, "items keep the stored dtype: one conversion, in collate"
+    assert item["target"].dtype == torch.float16, "items keep the stored dtype"
     batch = collate_pairs([item])
-    assert batch["target"].dtype == torch.float32 and batch["target"].shape == (1, 20, 512)
+    assert batch["target"].dtype == torch.float16 and batch["target"].shape == (1, 20, 512)
     assert batch["target"][0, :, 0].tolist() == list(range(20))
+    other = {**item, "pair_id": "x", "target": item["target"][:5].float()}
+    mixed = collate_pairs([item, other])
+    assert mixed["target"].dtype == torch.float32 and mixed["query"].dtype == torch.float16
+    assert mixed["target"][0, :, 0].tolist() == list(range(20)) and mixed["target"][1, :5, 0].tolist() == list(range(5))
+
+
+def test_float16_batches_give_the_model_and_video_match_what_float32_batches_give():
+    rng = np.random.default_rng(0)
+    features = {"t": rng.standard_normal((40, 512)), "q": rng.standard_normal((6, 512))}
+    source = InMemoryFeatures({name: array.astype(np.float16) for name, array in features.items()}, C)
+    batch = collate_pairs([PairDataset([_record(duration=80.0)], source)[0]])
+    as_float32 = {k: v.float() if torch.is_tensor(v) and v.dtype == torch.float16 else v for k, v in batch.items()}
+    assert batch["target"].dtype == batch["query"].dtype == torch.float16
+    torch.manual_seed(0)
+    model = MATR(preset("smoke")).eval()
+    with torch.no_grad():
+        half, full = model(batch), model(as_float32)
+    assert half["fg_logits"].dtype == torch.float32
+    assert torch.equal(half["fg_logits"], full["fg_logits"]) and torch.equal(half["offsets"], full["offsets"])
+    assert video_match_batch(batch) == video_match_batch(as_float32)
 
 
 def test_records_with_several_windows_are_refused():

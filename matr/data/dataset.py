@@ -27,7 +27,8 @@ Length limits (:class:`FrameLimits`, both optional; ``FrameLimits.of(model_confi
   where memory allows.
 
 Items are dicts: ``pair_id`` str, ``query`` (N, d) and ``target`` (M, d) tensors in the stored
-dtype (float16 from a feature store, else float32; :func:`collate_pairs` pads them into float32),
+dtype (float16 from a feature store, else float32; :func:`collate_pairs` keeps float16 when every
+item has it, half the bytes to pad, pin and copy: the model converts on its device),
 ``window`` (2,) float64 seconds (NaN when the record has no ground truth), ``duration`` and
 ``target_start`` floats (seconds), ``clip_length`` float. :func:`collate_pairs` turns a list of
 them into the batch :meth:`matr.model.MATR.forward` reads.
@@ -193,7 +194,7 @@ def make_item(
 
 
 def _features_tensor(features: np.ndarray) -> Tensor:
-    """A copy of ``features`` as a tensor in their stored float16 / float32 (collate makes float32 once)."""
+    """A copy of ``features`` as a tensor in their stored float16 / float32 (other dtypes: float32)."""
     array = np.asarray(features)
     return torch.from_numpy(np.array(array, dtype=array.dtype if array.dtype in _KEPT_DTYPES else np.float32))
 
@@ -302,7 +303,8 @@ class PairDataset(FeatureDataset):
 def collate_pairs(items: Sequence[Item]) -> dict[str, Any]:
     """Pad items into the batch :meth:`matr.model.MATR.forward` and :class:`matr.losses.MATRLoss` read.
 
-    Returns ``target (B, M, d)``, ``target_mask (B, M)`` bool (True = real frame),
+    Returns ``target (B, M, d)`` (float16 when every item's features are, else float32),
+    ``target_mask (B, M)`` bool (True = real frame),
     ``target_lengths (B,)``, ``query (B, N, d)``, ``query_mask (B, N)``, ``query_lengths (B,)``,
     ``foreground (B, M)`` 0/1 and ``offsets (B, M, 2)`` frame units from
     :func:`matr.span_ops.frame_targets` (0 on padding and for pairs without ground truth),
@@ -359,15 +361,19 @@ def batch_frame_targets(windows: Tensor, lengths: Tensor, num_frames: int, clip_
 
 
 def _pad(sequences: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """``B`` tensors ``(L_b, d)`` -> padded float32 ``(B, L, d)``, mask ``(B, L)``, lengths ``(B,)``."""
+    """``B`` tensors ``(L_b, d)`` -> padded ``(B, L, d)``, mask ``(B, L)``, lengths ``(B,)``.
+
+    The padded tensor is float16 when every sequence is (features from a feature store), else float32.
+    """
     dims = {s.shape[1] for s in sequences}
     if len(dims) != 1:
         raise ValueError(f"items mix feature sizes {sorted(dims)}")
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
     if bool((lengths == 0).any()):
         raise ValueError("an item has no frames")
-    padded = torch.zeros(len(sequences), int(lengths.max()), dims.pop())
+    dtype = torch.float16 if all(s.dtype == torch.float16 for s in sequences) else torch.float32
+    padded = torch.zeros(len(sequences), int(lengths.max()), dims.pop(), dtype=dtype)
     for row, sequence in zip(padded, sequences, strict=True):
-        row[: len(sequence)] = sequence  # the one conversion of stored float16 to float32
+        row[: len(sequence)] = sequence
     mask = torch.arange(padded.shape[1]) < lengths[:, None]
     return padded, mask, lengths
